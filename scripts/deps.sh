@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+#! Installs every tool seuss needs on a fresh Debian 12 machine, only when missing.
+#! Idempotent: a second run costs a few seconds.
+set -euo pipefail
+
+need_apt=()
+pkgs=(linux-source-6.12 rustc-web rust-web-src clang-19 lld-19 llvm-19 libclang-19-dev
+      qemu-system-x86 flex bison bc libelf-dev libssl-dev dwarves cpio kmod python3-pip
+      busybox-static dbus systemd xz-utils rsync pkg-config)
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
+done
+if ((${#need_apt[@]})); then
+    echo "deps: apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v bindgen >/dev/null || ! bindgen --version | grep -q '0\.73'; then
+    echo "deps: cargo install bindgen-cli 0.73"
+    cargo install --locked --quiet bindgen-cli@0.73.0 || cargo install --locked --quiet bindgen-cli
+fi
+
+if ! command -v vng >/dev/null; then
+    echo "deps: pip install virtme-ng"
+    pip3 install --quiet virtme-ng || pip3 install --quiet --break-system-packages virtme-ng
+fi
