@@ -1,1 +1,199 @@
-fn main() {}
+//! `seuss_target`: the process the selftests freeze, capture and deploy.
+//!
+//! It prints what the test needs on stdout (addresses, one `key=value` line each), waits for a `go` line
+//! on stdin, then reaches its freeze point. Code after the freeze point runs in the resumed source and
+//! in every deployed child; each checks its memory, registers and TLS against what was set before the
+//! freeze, prints one report line and exits with status 42 when everything matched (other codes say what
+//! did not).
+//!
+//! Modes (first argument):
+//! - `watch`: freeze on a write watchpoint on the doorbell (the store below).
+//! - `exec`: freeze on an execute breakpoint at `freeze_here`.
+//! - `layer N`: like `watch`; after the first freeze every deployed child writes N more pages and rings a
+//!   second doorbell (the tree test captures there), then checks both layers.
+//! - `threads`: spawns a thread and waits (a multi-threaded target to be refused).
+//! - `sleep`: blocks reading stdin (freeze-now target).
+
+use std::arch::asm;
+use std::cell::Cell;
+use std::io::{BufRead, Write};
+
+const PAGES: usize = 256;
+const MAGIC_R12: u64 = 0x5e55_0000_1234_abcd;
+const MAGIC_XMM: u64 = 0x0dd0_face_feed_b0b0;
+const TLS_VALUE: u64 = 0x7157_7157;
+
+thread_local! {
+    static TLS: Cell<u64> = const { Cell::new(0) };
+}
+
+static mut DOORBELL: u64 = 0;
+static mut DOORBELL2: u64 = 0;
+static mut COOKIE: u64 = 0;
+
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(31) ^ (i >> 12)) as u8
+}
+
+#[inline(never)]
+#[no_mangle]
+pub extern "C" fn freeze_here(x: u64) -> u64 {
+    // Keep the function and its first instruction real.
+    std::hint::black_box(x) ^ 0x55
+}
+
+fn wait_go() {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+}
+
+fn say(s: &str) {
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{s}").unwrap();
+    o.flush().unwrap();
+}
+
+/// Sets r12 and xmm5 to magic values, stores to `bell`, and returns what r12 and xmm5 hold afterwards.
+fn ring(bell: *mut u64, via_call: bool) -> (u64, u64) {
+    let r12_after: u64;
+    let xmm_after: u64;
+    // SAFETY: `bell` points to a static u64; r12 is saved/restored by the asm block (it's callee-saved
+    // in the ABI, so we declare it clobbered via an explicit push/pop pair); xmm5 is declared clobbered.
+    unsafe {
+        if via_call {
+            asm!(
+                "push r12",
+                "mov r12, {m}",
+                "movq xmm5, {x}",
+                "mov rdi, 7",
+                "call {f}",
+                "mov {ro}, r12",
+                "movq {xo}, xmm5",
+                "pop r12",
+                m = in(reg) MAGIC_R12,
+                x = in(reg) MAGIC_XMM,
+                f = sym freeze_here,
+                ro = out(reg) r12_after,
+                xo = out(reg) xmm_after,
+                out("xmm5") _, out("rdi") _, out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _,
+                out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+                out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _, out("xmm4") _,
+            );
+        } else {
+            asm!(
+                "push r12",
+                "mov r12, {m}",
+                "movq xmm5, {x}",
+                "mov qword ptr [{b}], 1",
+                "mov {ro}, r12",
+                "movq {xo}, xmm5",
+                "pop r12",
+                m = in(reg) MAGIC_R12,
+                x = in(reg) MAGIC_XMM,
+                b = in(reg) bell,
+                ro = out(reg) r12_after,
+                xo = out(reg) xmm_after,
+                out("xmm5") _,
+            );
+        }
+    }
+    (r12_after, xmm_after)
+}
+
+fn check_layer(mem: &[u8], base: usize) -> bool {
+    mem.iter().enumerate().all(|(i, b)| *b == pattern(i + base))
+}
+
+fn report_and_exit(mem: &[u8], regs: (u64, u64), extra: &[u8], extra_base: usize) -> ! {
+    let mut code = 42;
+    let mem_ok = check_layer(mem, 0);
+    let extra_ok = check_layer(extra, extra_base);
+    let regs_ok = regs == (MAGIC_R12, MAGIC_XMM);
+    let tls_ok = TLS.with(|t| t.get()) == TLS_VALUE;
+    let errno_ok = std::io::Error::last_os_error().raw_os_error() == Some(libc::EDOM);
+    // malloc, printf and getpid must work in the child.
+    let boxed = Box::new([7u8; 100_000]);
+    let heap_ok = boxed.iter().all(|b| *b == 7);
+    if !mem_ok || !extra_ok {
+        code = 11;
+    } else if !regs_ok {
+        code = 12;
+    } else if !tls_ok {
+        code = 13;
+    } else if !errno_ok {
+        code = 14;
+    } else if !heap_ok {
+        code = 15;
+    }
+    // SAFETY: reading a static written only by this thread or by the kernel at deploy.
+    let cookie = unsafe { std::ptr::read_volatile(&raw const COOKIE) };
+    say(&format!(
+        "report pid={} mem={} regs={} r12={:#x} xmm={:#x} tls={} errno={} heap={} cookie={}",
+        std::process::id(), mem_ok && extra_ok, regs_ok, regs.0, regs.1, tls_ok, errno_ok, heap_ok, cookie
+    ));
+    // Children leave through exit_group: buffers flushed above.
+    std::process::exit(code);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map(String::as_str).unwrap_or("watch");
+    match mode {
+        "threads" => {
+            let _t = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(600)));
+            say("ready");
+            wait_go();
+            return;
+        }
+        "sleep" => {
+            say("ready");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).unwrap();
+            say(&format!("got {} pid={}", line.trim(), std::process::id()));
+            std::process::exit(if line.trim() == "after" { 42 } else { 1 });
+        }
+        _ => {}
+    }
+    let mut mem = vec![0u8; PAGES * 4096];
+    for (i, b) in mem.iter_mut().enumerate() {
+        *b = pattern(i);
+    }
+    TLS.with(|t| t.set(TLS_VALUE));
+    // SAFETY: writing errno through libc's accessor.
+    unsafe { *libc::__errno_location() = libc::EDOM };
+    say(&format!("doorbell={:#x}", &raw const DOORBELL as usize));
+    say(&format!("doorbell2={:#x}", &raw const DOORBELL2 as usize));
+    say(&format!("cookie={:#x}", &raw const COOKIE as usize));
+    say(&format!("func={:#x}", freeze_here as *const () as usize));
+    say("ready");
+    wait_go();
+    // errno may have been changed by the I/O above: set it again right before the freeze point.
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = libc::EDOM };
+    let regs = ring(&raw mut DOORBELL, mode == "exec");
+    if let Some(n) = args.get(2).and_then(|s| s.parse::<usize>().ok()).filter(|_| mode == "layer") {
+        // First-level child (or the source): add a layer and freeze again on the second doorbell.
+        let mut extra = vec![0u8; n * 4096];
+        for (i, b) in extra.iter_mut().enumerate() {
+            *b = pattern(i + 1_000_000);
+        }
+        say(&format!("layer pid={}", std::process::id()));
+        wait_go();
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = libc::EDOM };
+        let regs2 = ring(&raw mut DOORBELL2, false);
+        let r = if regs == (MAGIC_R12, MAGIC_XMM) { regs2 } else { regs };
+        report_and_exit(&mem, r, &extra, 1_000_000);
+    }
+    // Post-freeze command from whoever owns our stdin now: `scribble` overwrites the pattern (isolation
+    // tests), anything else goes straight to the report.
+    let mut cmd = String::new();
+    std::io::stdin().lock().read_line(&mut cmd).unwrap();
+    if cmd.trim() == "scribble" {
+        mem.iter_mut().for_each(|b| *b = 0xAA);
+        say(&format!("scribbled pid={}", std::process::id()));
+        cmd.clear();
+        std::io::stdin().lock().read_line(&mut cmd).unwrap();
+    }
+    report_and_exit(&mem, regs, &[], 0);
+}

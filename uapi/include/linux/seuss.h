@@ -103,7 +103,6 @@ struct seuss_arm {
  * @ip: out, user instruction pointer where the task is parked (valid when FROZEN).
  *
  * Returns 0 with @state set; -ETIMEDOUT when still ARMED after @timeout_ms; -EINTR on a signal.
- * The seuss file also polls readable (POLLIN) when any of its freezes has left ARMED.
  */
 struct seuss_wait {
 	__u32 size;
@@ -260,11 +259,11 @@ struct seuss_dirty {
  * @size: in.
  * @flags: in, must be 0.
  * @snapshots: out, live snapshots.
- * @pages_held: out, pages mapped by all live snapshots (what the cap counts).
+ * @pages_held: out, private pages of all live snapshots (what the cap counts; see seuss_snap_info).
  * @max_pages: out, the cap (module parameter max_pages).
  * @deploys: out, deploys since load.
  * @instances: out, live deployed instances.
- * @frozen: out, tasks armed or parked right now.
+ * @frozen: out, tasks armed or parked right now (until released).
  */
 struct seuss_stats {
 	__u32 size;

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A snapshot: an immutable, task-less copy-on-write address space plus the user CPU and per-task state
+//! of the task it was captured from, and its place in the snapshot tree.
+//!
+//! Lifetime: the registry holds one reference while the snapshot is listed; each child snapshot holds a
+//! reference to its parent (so a parent outlives its children even if its id could be released); an
+//! in-flight deploy holds one. Releasing a snapshot that still has children fails with EBUSY, so ids
+//! always name a whole chain. The mm is `mmput` when the last reference goes (process context).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::sync::Arc;
+
+use crate::sys::cpu::TaskState;
+use crate::sys::mm::MmRef;
+
+/// One captured snapshot.
+pub(crate) struct Snapshot {
+    pub(crate) id: u64,
+    pub(crate) parent: Option<Arc<Snapshot>>,
+    pub(crate) depth: u32,
+    /// The snapshot's own address space (no task uses it; deploys duplicate it).
+    pub(crate) mm: MmRef,
+    pub(crate) state: TaskState,
+    /// Real uid (initial namespace) of the captured task: who may deploy it without CAP_SYS_ADMIN.
+    pub(crate) uid: u32,
+    pub(crate) pages_mapped: u64,
+    /// Anonymous pages not shared with the parent snapshot (for a root: all anonymous pages).
+    pub(crate) pages_private: u64,
+    pub(crate) pt_bytes: u64,
+    pub(crate) capture_ns: u64,
+    pub(crate) children: AtomicU64,
+    pub(crate) deployed: AtomicU64,
+}
+
+impl Snapshot {
+    /// Accounts the new snapshot in its parent.
+    pub(crate) fn link(self: &Arc<Self>) {
+        if let Some(p) = &self.parent {
+            p.children.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if let Some(p) = &self.parent {
+            p.children.fetch_sub(1, Ordering::Relaxed);
+        }
+        crate::registry::get().pages_held.fetch_sub(self.pages_private, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Address spaces: the task-less snapshot mm, duplicating and swapping mms (the patched kernel's
+//! `seuss_dup_mm`/`seuss_replace_current_mm`), and page-table walks that count pages.
+
+use core::ptr::NonNull;
+use kernel::bindings;
+use kernel::error::{code::*, Result};
+
+/// An owned `mm_users` reference on an address space (`mmput` on drop; process context only).
+///
+/// # Invariants
+/// `self.0` is a valid mm on which this value holds one `mm_users` reference.
+pub(crate) struct MmRef(NonNull<bindings::mm_struct>);
+
+// SAFETY: mm references may be dropped from any process context; the mm is internally synchronised.
+unsafe impl Send for MmRef {}
+// SAFETY: shared access only reads through the kernel's own locking (walks take mmap_lock).
+unsafe impl Sync for MmRef {}
+
+impl MmRef {
+    /// A copy-on-write duplicate of the calling task's own mm, owned by nobody (a snapshot).
+    ///
+    /// Must run in the context of the task that owns the mm (fork semantics: charges, `current->mm`).
+    pub(crate) fn dup_current_for_snapshot() -> Result<Self> {
+        // SAFETY: current->mm is the caller's live mm; seuss_dup_mm returns a new mm with one user or NULL.
+        let mm = unsafe { bindings::seuss_dup_mm((*bindings::get_current()).mm, core::ptr::null_mut()) };
+        NonNull::new(mm).map(MmRef).ok_or(ENOMEM)
+    }
+
+    /// Makes a copy-on-write duplicate of `self` the caller's address space, as exec does. On success the
+    /// caller's old mm is gone; returns a weak handle on the new one.
+    pub(crate) fn deploy_into_current(&self) -> Result<MmGrab> {
+        // SAFETY: `self` is a valid mm we hold a user reference on; current is the owner-to-be.
+        let new = unsafe { bindings::seuss_dup_mm(self.0.as_ptr(), bindings::get_current()) };
+        let new = NonNull::new(new).ok_or(ENOMEM)?;
+        // SAFETY: `new` is an mm with one user and no task; grab a count before handing it over.
+        unsafe { bindings::mmgrab(new.as_ptr()) };
+        let grab = MmGrab(new);
+        // SAFETY: `new` is fully set up; on success it becomes current->mm (taking over our user ref).
+        let r = unsafe { bindings::seuss_replace_current_mm(new.as_ptr()) };
+        if r != 0 {
+            // SAFETY: on failure we still own the user reference.
+            unsafe { bindings::mmput(new.as_ptr()) };
+            return Err(kernel::error::Error::from_errno(r));
+        }
+        Ok(grab)
+    }
+
+    /// Page counts of this mm.
+    pub(crate) fn count_pages(&self) -> Result<PageCounts> {
+        count_pages(self.0.as_ptr())
+    }
+
+    /// Bytes of page tables this mm holds.
+    pub(crate) fn pgtable_bytes(&self) -> u64 {
+        // SAFETY: valid mm.
+        unsafe { bindings::mm_pgtables_bytes(self.0.as_ptr()) as u64 }
+    }
+
+    /// Raw pointer, for identity comparisons only.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::mm_struct {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for MmRef {
+    fn drop(&mut self) {
+        // SAFETY: by the invariant we own one user reference; we run in process context.
+        unsafe { bindings::mmput(self.0.as_ptr()) };
+    }
+}
+
+/// A weak handle (`mm_count`) on a deployed instance's mm: keeps the `mm_struct` allocated so its address
+/// cannot be reused, but not its pages. `is_live` tells whether the address space still exists.
+pub(crate) struct MmGrab(NonNull<bindings::mm_struct>);
+
+// SAFETY: mmdrop may run in any process context; reads are of an atomic counter.
+unsafe impl Send for MmGrab {}
+// SAFETY: as above.
+unsafe impl Sync for MmGrab {}
+
+impl MmGrab {
+    /// Whether the address space still has users (the instance has not exited).
+    pub(crate) fn is_live(&self) -> bool {
+        // SAFETY: we hold mm_count, so the struct is valid.
+        unsafe { bindings::mm_users(self.0.as_ptr()) > 0 }
+    }
+    /// Raw pointer, for identity comparisons only.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::mm_struct {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for MmGrab {
+    fn drop(&mut self) {
+        // SAFETY: we hold one mm_count reference.
+        unsafe { bindings::mmdrop(self.0.as_ptr()) };
+    }
+}
+
+/// The mm of a task, if it still has one (`get_task_mm`), as an owned user reference.
+pub(crate) fn task_mm(task: &super::task::TaskRef) -> Option<MmRef> {
+    // SAFETY: referenced task; get_task_mm returns an mm with a user reference taken, or NULL.
+    NonNull::new(unsafe { bindings::get_task_mm(task.as_ptr()) }).map(MmRef)
+}
+
+/// The caller's own mm pointer (identity only).
+pub(crate) fn current_mm_ptr() -> *mut bindings::mm_struct {
+    // SAFETY: reading current->mm of the running task.
+    unsafe { (*bindings::get_current()).mm }
+}
+
+/// Page counts from one walk of an mm.
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct PageCounts {
+    /// Present or swapped-out user pages.
+    pub(crate) mapped: u64,
+    /// Anonymous pages (present or swapped).
+    pub(crate) anon: u64,
+    /// Anonymous pages only this mm maps (written or allocated since it was duplicated).
+    pub(crate) exclusive: u64,
+    /// VMAs seuss cannot capture correctly (see [`vma_unsupported`]).
+    pub(crate) unsupported_vmas: u64,
+}
+
+extern "C" {
+    // Exported by mm/shmem.c; its header is not among the Rust bindings.
+    fn shmem_mapping(mapping: *mut core::ffi::c_void) -> bool;
+}
+
+/// Whether a VMA cannot be captured correctly: shared writable memory that is not a regular file
+/// (anonymous shared, shmem, memfd, SysV shm), device mappings (I/O or PFN maps backed by a file), and
+/// hugetlb. The [vvar] PFN mapping has no file and is accepted.
+fn vma_unsupported(vma: *const bindings::vm_area_struct) -> bool {
+    // SAFETY: called from a page walk, which holds the mmap lock and passes a valid VMA.
+    let (flags, file) = unsafe { ((*vma).__bindgen_anon_2.vm_flags, (*vma).vm_file) };
+    let shared_writable = flags & bindings::SEUSS_VM_SHARED != 0 && flags & bindings::SEUSS_VM_MAYWRITE != 0;
+    // SAFETY: a mapped file stays valid while its VMA exists; shmem_mapping only compares a pointer.
+    let shmem = !file.is_null() && unsafe { shmem_mapping((*file).f_mapping as *mut core::ffi::c_void) };
+    if shared_writable && (file.is_null() || shmem) {
+        return true;
+    }
+    let device = bindings::SEUSS_VM_IO | bindings::SEUSS_VM_PFNMAP | bindings::SEUSS_VM_MIXEDMAP;
+    if flags & device != 0 && !file.is_null() {
+        return true;
+    }
+    flags & bindings::SEUSS_VM_HUGETLB != 0
+}
+
+unsafe extern "C" fn walk_test(_start: kernel::ffi::c_ulong, _end: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
+    // SAFETY: walk_page_range passes a valid walk whose `private` is our PageCounts and whose vma is set.
+    unsafe {
+        let counts = &mut *((*walk).private as *mut PageCounts);
+        if vma_unsupported((*walk).vma) {
+            counts.unsupported_vmas += 1;
+            return 1; // skip its pages
+        }
+    }
+    0
+}
+
+unsafe extern "C" fn walk_pte(pte: *mut bindings::pte_t, _addr: kernel::ffi::c_ulong, _next: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
+    // SAFETY: called with the PTE lock held and a valid pte; `private` is our PageCounts.
+    unsafe {
+        let counts = &mut *((*walk).private as *mut PageCounts);
+        match bindings::seuss_pte_kind(pte) {
+            0 => {}
+            1 => counts.mapped += 1,
+            2 | 4 => {
+                counts.mapped += 1;
+                counts.anon += 1;
+            }
+            _ => {
+                counts.mapped += 1;
+                counts.anon += 1;
+                counts.exclusive += 1;
+            }
+        }
+    }
+    0
+}
+
+struct WalkOps(bindings::mm_walk_ops);
+// SAFETY: the ops table is immutable after construction.
+unsafe impl Sync for WalkOps {}
+
+static COUNT_OPS: WalkOps = WalkOps(bindings::mm_walk_ops {
+    pgd_entry: None,
+    p4d_entry: None,
+    pud_entry: None,
+    pmd_entry: None,
+    pte_entry: Some(walk_pte),
+    pte_hole: None,
+    hugetlb_entry: None,
+    test_walk: Some(walk_test),
+    pre_vma: None,
+    post_vma: None,
+    walk_lock: bindings::page_walk_lock_PGWALK_RDLOCK,
+});
+
+/// Counts the pages of `mm` under its mmap read lock.
+fn count_pages(mm: *mut bindings::mm_struct) -> Result<PageCounts> {
+    let mut counts = PageCounts::default();
+    // SAFETY: the caller holds a user reference on `mm`; we take its mmap lock for the walk as
+    // PGWALK_RDLOCK requires; `counts` outlives the walk.
+    let r = unsafe {
+        bindings::mmap_read_lock(mm);
+        let r = bindings::walk_page_range(
+            mm,
+            0,
+            bindings::seuss_task_size_max(),
+            &COUNT_OPS.0,
+            &mut counts as *mut _ as *mut core::ffi::c_void,
+        );
+        bindings::mmap_read_unlock(mm);
+        r
+    };
+    if r < 0 {
+        return Err(kernel::error::Error::from_errno(r));
+    }
+    Ok(counts)
+}
+
+/// Counts the pages of the caller's own mm.
+pub(crate) fn count_current_pages() -> Result<PageCounts> {
+    count_pages(current_mm_ptr())
+}

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The only place with `unsafe` FFI: thin wrappers over the kernel's C APIs, each file one concern, with
+//! safe types on top. Code outside `sys` never touches `kernel::bindings` directly.
+//!
+//! Lock order (outermost first), where more than one lock is ever held:
+//! 1. `signal->exec_update_lock` (read) — held only while checking ptrace access and registering a
+//!    breakpoint in [`task::TaskRef::with_attach_access`];
+//! 2. `task_lock` — taken inside `ptrace_may_access`.
+//! The engine's own mutexes (registry snapshots, registry instances, a session's freezes) are leaves:
+//! none is held while another is taken, while sleeping on a freeze, or across `dup_mm`/mm swaps.
+
+pub(crate) mod bp;
+pub(crate) mod cpu;
+pub(crate) mod miscdev;
+pub(crate) mod mm;
+pub(crate) mod param;
+pub(crate) mod task;
+pub(crate) mod user;
+pub(crate) mod vec;
+pub(crate) mod wait;
+
+use kernel::error::Error;
+
+/// `EOPNOTSUPP` (6.12's `kernel::error::code` lacks it): what the task holds cannot be captured.
+pub(crate) fn eopnotsupp() -> Error {
+    Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32))
+}
+
+/// `ETIMEDOUT` (missing from 6.12's `kernel::error::code`).
+pub(crate) fn etimedout() -> Error {
+    Error::from_errno(-(kernel::bindings::ETIMEDOUT as i32))
+}

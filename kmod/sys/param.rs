@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The module parameter `max_pages` (6.12's Rust `module!` has no parameters, so this declares the
+//! `kernel_param` and its modinfo by hand, as C's `module_param(max_pages, ulong, 0644)` would).
+
+use kernel::bindings;
+
+/// Cap on pages held by all snapshots; 0 = no cap. Default: 1 Mi pages (4 GiB).
+static mut MAX_PAGES: core::ffi::c_ulong = 1 << 20;
+
+/// The current value of `max_pages` (it can change at runtime through sysfs).
+pub(crate) fn max_pages() -> u64 {
+    // SAFETY: a plain integer written only by the param_ops_ulong setter; a torn read is impossible on
+    // x86_64 for an aligned u64, and a racy read is acceptable for a cap.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(MAX_PAGES)) as u64 }
+}
+
+#[repr(transparent)]
+struct Param(bindings::kernel_param);
+// SAFETY: the param descriptor is immutable; the kernel serialises access to the value itself.
+unsafe impl Sync for Param {}
+
+extern "C" {
+    static __this_module: bindings::module;
+}
+
+#[link_section = "__param"]
+#[used]
+static PARAM_MAX_PAGES: Param = Param(bindings::kernel_param {
+    name: c"max_pages".as_ptr() as *const _,
+    // The module's own `struct module`, as THIS_MODULE is in C.
+    mod_: core::ptr::addr_of!(__this_module) as *mut _,
+    ops: core::ptr::addr_of!(bindings::param_ops_ulong),
+    perm: 0o644,
+    level: -1,
+    flags: 0,
+    __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
+        // The address of our static value, which lives as long as the module.
+        arg: core::ptr::addr_of_mut!(MAX_PAGES) as *mut core::ffi::c_void,
+    },
+});
+
+// No `parmtype=`/`parm=` modinfo strings: a second `.modinfo` section from this crate would hide the
+// one `module!` emits from modpost. `modinfo` therefore lists the parameter without a description.

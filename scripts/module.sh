@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+#! Builds kmod/seuss.ko against the cached patched kernel (scripts/kernel.sh builds it if needed).
+#! Prints the path of seuss.ko on the last line.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+kdir="$("$SEUSS_ROOT/scripts/kernel.sh" | tail -1)"
+# Build in a copy outside the work tree so the checkout stays clean of Kbuild droppings.
+out="$SEUSS_CACHE/kmod-build"
+mkdir -p "$out"
+rsync -a --delete --exclude '*.o' --exclude '*.ko' --exclude '.*.cmd' --exclude '*.mod*' \
+    "$SEUSS_ROOT/Kbuild" "$SEUSS_ROOT/kmod" "$out/"
+make -s -C "$kdir" M="$out" "${KMAKE_ARGS[@]}" -j"$(nproc)" modules >&2
+echo "$out/kmod/seuss.ko"

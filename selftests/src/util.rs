@@ -1,0 +1,249 @@
+//! Helpers shared by the cases: loading the module, spawning the target, forking stubs that deploy.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::IntoRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use uapi::{DeployOpts, Device};
+
+/// Path of seuss.ko: `$SEUSS_KO`.
+pub fn ko_path() -> Result<String, String> {
+    std::env::var("SEUSS_KO").map_err(|_| "SEUSS_KO is not set".to_string())
+}
+
+/// Whether the module is loaded.
+pub fn loaded() -> bool {
+    std::fs::read_to_string("/proc/modules").map(|s| s.lines().any(|l| l.starts_with("seuss "))).unwrap_or(false)
+}
+
+/// Runs a command, returning an error with its stderr on failure.
+pub fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let o = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd} {args:?}: {} {}", o.status, String::from_utf8_lossy(&o.stderr)))
+    }
+}
+
+/// Loads the module unless loaded.
+pub fn ensure_loaded() -> Result<(), String> {
+    if !loaded() {
+        sh("insmod", &[&ko_path()?])?;
+    }
+    wait_dev()
+}
+
+/// Waits for udev/devtmpfs to create /dev/seuss.
+pub fn wait_dev() -> Result<(), String> {
+    for _ in 0..200 {
+        if std::path::Path::new(uapi::DEVICE_PATH).exists() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err("/dev/seuss did not appear".into())
+}
+
+/// Mode bits and whether it is a char device.
+pub fn dev_mode() -> Result<(u32, bool), String> {
+    let m = std::fs::metadata(uapi::DEVICE_PATH).map_err(|e| format!("stat /dev/seuss: {e}"))?;
+    Ok((m.permissions().mode() & 0o7777, m.file_type().is_char_device()))
+}
+
+/// Opens the device.
+pub fn dev() -> Result<Device, String> {
+    Device::open().map_err(|e| format!("open /dev/seuss: {e}"))
+}
+
+/// Path of a sibling binary (seuss_target next to seuss_test).
+pub fn sibling(name: &str) -> String {
+    let me = std::env::current_exe().unwrap();
+    me.with_file_name(name).to_string_lossy().into_owned()
+}
+
+/// A running target process with its pipes and the addresses it printed.
+pub struct Target {
+    pub child: Child,
+    pub stdin: ChildStdin,
+    pub out: BufReader<ChildStdout>,
+    pub doorbell: u64,
+    pub doorbell2: u64,
+    pub cookie: u64,
+    pub func: u64,
+}
+
+fn hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0)
+}
+
+impl Target {
+    /// Starts `seuss_target` with `args` and reads its addresses up to `ready`.
+    pub fn spawn(args: &[&str]) -> Result<Target, String> {
+        let mut child = Command::new(sibling("seuss_target"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn seuss_target: {e}"))?;
+        let stdin = child.stdin.take().unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut t = Target { child, stdin, out, doorbell: 0, doorbell2: 0, cookie: 0, func: 0 };
+        loop {
+            let l = t.line()?;
+            if l == "ready" {
+                break;
+            }
+            if let Some((k, v)) = l.split_once('=') {
+                match k {
+                    "doorbell" => t.doorbell = hex(v),
+                    "doorbell2" => t.doorbell2 = hex(v),
+                    "cookie" => t.cookie = hex(v),
+                    "func" => t.func = hex(v),
+                    _ => {}
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Reads one line of its stdout.
+    pub fn line(&mut self) -> Result<String, String> {
+        let mut l = String::new();
+        let n = self.out.read_line(&mut l).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("target closed stdout".into());
+        }
+        Ok(l.trim_end().to_string())
+    }
+
+    /// Sends a line to its stdin.
+    pub fn send(&mut self, s: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{s}").and_then(|_| self.stdin.flush()).map_err(|e| e.to_string())
+    }
+
+    /// Waits for exit; returns the exit code (or 128+signal).
+    pub fn wait(mut self) -> i32 {
+        drop(self.stdin);
+        exit_code(self.child.wait().map(|s| {
+            use std::os::unix::process::ExitStatusExt;
+            s.code().unwrap_or(128 + s.signal().unwrap_or(0))
+        }).unwrap_or(-1))
+    }
+}
+
+fn exit_code(c: i32) -> i32 {
+    c
+}
+
+/// A forked stub that deployed (or tried to deploy) a snapshot, with pipes to its stdin and stdout.
+pub struct Stub {
+    pub pid: i32,
+    pub stdin: File,
+    pub out: BufReader<File>,
+}
+
+fn pipe() -> (File, File) {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    (File::from(r), File::from(w))
+}
+
+/// Forks a stub that, after `setup` (runs in the child; e.g. dropping privileges), deploys `snap` with
+/// `opts`. If deploy fails the stub exits with 100 + errno.
+pub fn fork_deploy(dev: &Device, snap: u64, opts: DeployOpts, setup: impl FnOnce()) -> Stub {
+    let (in_r, in_w) = pipe();
+    let (out_r, out_w) = pipe();
+    // SAFETY: the test program is single-threaded; the child only calls async-signal-safe functions
+    // before the deploy (dup2, close, the setup closure which the callers keep to setuid-style calls).
+    match unsafe { libc::fork() } {
+        0 => {
+            let i = in_r.into_raw_fd();
+            let o = out_w.into_raw_fd();
+            // SAFETY: valid descriptors in the child.
+            unsafe {
+                libc::dup2(i, 0);
+                libc::dup2(o, 1);
+            }
+            drop(in_w);
+            drop(out_r);
+            setup();
+            let e = match dev.deploy(snap, opts) {
+                Ok(_) => 0,
+                Err(e) => e as i32,
+            };
+            // SAFETY: leaving the forked child without running the parent's destructors.
+            unsafe { libc::_exit(100 + e) }
+        }
+        pid if pid > 0 => Stub { pid, stdin: in_w, out: BufReader::new(out_r) },
+        _ => panic!("fork failed"),
+    }
+}
+
+impl Stub {
+    /// Reads a line of the child's stdout.
+    pub fn line(&mut self) -> Result<String, String> {
+        let mut l = String::new();
+        let n = self.out.read_line(&mut l).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(format!("stub {} closed stdout", self.pid));
+        }
+        Ok(l.trim_end().to_string())
+    }
+
+    /// Sends a line to its stdin.
+    pub fn send(&mut self, s: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{s}").and_then(|_| self.stdin.flush()).map_err(|e| e.to_string())
+    }
+
+    /// Waits for it: exit code, or 128 + signal.
+    pub fn wait(self) -> i32 {
+        drop(self.stdin);
+        wait_pid(self.pid)
+    }
+}
+
+/// waitpid with the status folded into one number (exit code, or 128 + signal).
+pub fn wait_pid(pid: i32) -> i32 {
+    let mut st = 0;
+    // SAFETY: plain waitpid on our child.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) }
+}
+
+/// Drops to uid/gid 65534 (nobody) in the current process.
+pub fn become_nobody() {
+    // SAFETY: plain credential syscalls.
+    unsafe {
+        libc::setgroups(0, std::ptr::null());
+        libc::setgid(65534);
+        libc::setuid(65534);
+    }
+}
+
+/// Opens a file as the unprivileged user in a forked child; returns the child's errno (0 = opened).
+pub fn open_as_nobody(path: &str) -> i32 {
+    // SAFETY: single-threaded fork; the child only does syscalls then _exit.
+    match unsafe { libc::fork() } {
+        0 => {
+            become_nobody();
+            let c = std::ffi::CString::new(path).unwrap();
+            // SAFETY: valid C string.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR) };
+            let e = if fd >= 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap_or(1) };
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(e) }
+        }
+        pid => wait_pid(pid),
+    }
+}
+
+/// Parses `key=value` pairs of a report line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
