@@ -63,7 +63,8 @@ pub(crate) fn capture_current() -> Result<u64> {
         Ok(s) => s,
         Err(e) => {
             reg.pages_held.fetch_sub(private, Ordering::Relaxed);
-            return Err(e);
+            // dup_mmap gives up when a fatal signal is pending: the task is dying, not out of memory.
+            return Err(if task::current_fatal_signal_pending() { ESRCH } else { e });
         }
     };
     let id = snap.id;

@@ -84,6 +84,7 @@ impl Registry {
 
     /// Unlists a snapshot; EBUSY while it has children. Its memory goes when the last user drops it.
     pub(crate) fn release(&self, id: u64) -> Result {
+        self.prune();
         let victim = {
             let mut v = self.snaps.lock();
             let i = v.iter().position(|s| s.id == id).ok_or(ENOENT)?;
@@ -92,6 +93,7 @@ impl Registry {
             }
             crate::sys::vec::swap_remove(&mut v, i)
         };
+        victim.unlink();
         drop(victim); // outside the lock: may mmput
         Ok(())
     }
@@ -105,7 +107,16 @@ impl Registry {
             ids.push(s.id, GFP_KERNEL)?;
         }
         drop(v);
-        ids.sort_unstable();
+        // Insertion sort: few snapshots complete out of order, and core's sort pulls in panicking paths
+        // objtool flags.
+        let s = ids.as_mut_slice();
+        for i in 1..s.len() {
+            let mut j = i;
+            while j > 0 && s[j - 1] > s[j] {
+                s.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         Ok(ids)
     }
 

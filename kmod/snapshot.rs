@@ -5,7 +5,7 @@
 //! Lifetime: the registry holds one reference while the snapshot is listed; each child snapshot holds a
 //! reference to its parent (so a parent outlives its children even if its id could be released); an
 //! in-flight deploy holds one. Releasing a snapshot that still has children fails with EBUSY, so ids
-//! always name a whole chain. The mm is `mmput` when the last reference goes (process context).
+//! always name a whole chain. `children` counts listed children only. The mm is `mmput` when the last reference goes (process context).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::sync::Arc;
@@ -33,19 +33,24 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    /// Accounts the new snapshot in its parent.
+    /// Accounts the new snapshot in its parent (undone by [`Snapshot::unlink`] when it is released).
     pub(crate) fn link(self: &Arc<Self>) {
         if let Some(p) = &self.parent {
             p.children.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The snapshot's id was released: it no longer counts as its parent's child (running instances may
+    /// still hold it, and through it the parent, until they exit).
+    pub(crate) fn unlink(&self) {
+        if let Some(p) = &self.parent {
+            p.children.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        if let Some(p) = &self.parent {
-            p.children.fetch_sub(1, Ordering::Relaxed);
-        }
         crate::registry::get().pages_held.fetch_sub(self.pages_private, Ordering::Relaxed);
     }
 }

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-#! The files scripts/install.sh installs and scripts/uninstall.sh removes: "source destination mode" lines.
-#! Sources are relative to the repository root, BIN/ to the directory of the built binaries.
+# The files scripts/install.sh installs and scripts/uninstall.sh removes: "source destination mode" lines.
+# Sources are relative to the repository root, BIN/ to the directory of the built binaries.
 seuss_manifest() {
     cat <<'LIST'
 BIN/seussd                          /usr/bin/seussd                                      0755
@@ -17,6 +17,7 @@ seussd/seussd.example.toml          /usr/share/doc/seuss/seussd.example.toml    
 LIST
 }
 # Generated from `seussctl` itself (completions and man page).
+# shellcheck disable=SC2034 # used by uninstall.sh
 SEUSS_GENERATED=(
     /usr/share/bash-completion/completions/seussctl
     /usr/share/zsh/vendor-completions/_seussctl

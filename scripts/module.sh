@@ -10,4 +10,7 @@ mkdir -p "$out"
 rsync -a --delete --exclude '*.o' --exclude '*.ko' --exclude '.*.cmd' --exclude '*.mod*' \
     "$SEUSS_ROOT/Kbuild" "$SEUSS_ROOT/kmod" "$out/"
 make -s -C "$kdir" M="$out" "${KMAKE_ARGS[@]}" -j"$(nproc)" modules >&2
-echo "$out/kmod/seuss.ko"
+# The VM sees the checkout (not /var, which it overlays): hand the module over there.
+mkdir -p "$SEUSS_ROOT/target"
+cp "$out/kmod/seuss.ko" "$SEUSS_ROOT/target/seuss.ko"
+echo "$SEUSS_ROOT/target/seuss.ko"

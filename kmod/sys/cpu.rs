@@ -2,7 +2,7 @@
 //! The calling task's user CPU and per-task state: saved at capture (in the frozen task's own context)
 //! and restored at deploy (in the stub's ioctl). Everything here acts on `current` only.
 
-use kernel::alloc::{flags::GFP_KERNEL, KBox, KVec};
+use kernel::alloc::{flags::GFP_KERNEL, KVec};
 use kernel::bindings;
 use kernel::error::{code::*, Error, Result};
 
@@ -15,23 +15,13 @@ pub(crate) struct TaskState {
     /// FPU/SSE/AVX state in the UABI XSAVE layout (`xsave == true`) or FXSAVE layout.
     pub(crate) fpu: KVec<u8>,
     pub(crate) xsave: bool,
-    /// Signal handlers, mask and alternate stack.
-    pub(crate) actions: KBox<[bindings::k_sigaction; 64]>,
-    pub(crate) blocked: bindings::sigset_t,
-    pub(crate) sas_ss_sp: u64,
-    pub(crate) sas_ss_size: usize,
-    pub(crate) sas_ss_flags: u32,
-    /// rseq registration, robust futex list, set_tid_address pointer, personality.
-    pub(crate) rseq: usize,
-    pub(crate) rseq_len: u32,
-    pub(crate) rseq_sig: u32,
-    pub(crate) robust_list: usize,
-    pub(crate) clear_child_tid: usize,
-    pub(crate) personality: u32,
+    /// Signal handlers, mask and altstack, rseq registration, robust list, set_tid_address pointer and
+    /// personality, in the helper's private layout (`seuss_task_extra_save`).
+    extra: KVec<u8>,
 }
 
-// SAFETY: TaskState holds only plain data and user-space addresses (as integers or raw user pointers in
-// sigaction entries that are never dereferenced by the kernel here).
+// SAFETY: TaskState holds only plain data and user-space addresses that the kernel never dereferences
+// except through uaccess on the owning task.
 unsafe impl Send for TaskState {}
 // SAFETY: as above; immutable after capture.
 unsafe impl Sync for TaskState {}
@@ -110,39 +100,12 @@ pub(crate) fn save_current() -> Result<TaskState> {
         Some(b) => (b, true),
         None => (read_regset(bindings::NT_PRFPREG)?.ok_or(EIO)?, false),
     };
-    // SAFETY: k_sigaction is plain data; all-zero is valid.
-    let mut actions: KBox<[bindings::k_sigaction; 64]> = KBox::new(unsafe { core::mem::zeroed() }, GFP_KERNEL)?;
-    let blocked;
-    // SAFETY: current's sighand is valid; siglock protects action[] and blocked.
-    unsafe {
-        let sh = (*t).sighand;
-        bindings::spin_lock_irq(&mut (*sh).siglock);
-        *actions = (*sh).action;
-        blocked = (*t).blocked;
-        bindings::spin_unlock_irq(&mut (*sh).siglock);
-    }
-    // SAFETY: the remaining fields are current's own and only current changes them.
-    let s = unsafe {
-        TaskState {
-            regs,
-            fsbase,
-            gsbase,
-            fpu,
-            xsave,
-            actions,
-            blocked,
-            sas_ss_sp: (*t).sas_ss_sp as u64,
-            sas_ss_size: (*t).sas_ss_size,
-            sas_ss_flags: (*t).sas_ss_flags,
-            rseq: (*t).rseq as usize,
-            rseq_len: (*t).rseq_len,
-            rseq_sig: (*t).rseq_sig,
-            robust_list: (*t).robust_list as usize,
-            clear_child_tid: (*t).clear_child_tid as usize,
-            personality: (*t).personality,
-        }
-    };
-    Ok(s)
+    // SAFETY: no preconditions.
+    let n = unsafe { bindings::seuss_task_extra_size() };
+    let mut extra = KVec::from_elem(0u8, n, GFP_KERNEL)?;
+    // SAFETY: `extra` has the helper's size; it reads current's own state under siglock.
+    unsafe { bindings::seuss_task_extra_save(extra.as_mut_ptr() as *mut _) };
+    Ok(TaskState { regs, fsbase, gsbase, fpu, xsave, extra })
 }
 
 /// Gives current the saved user state. Runs after the mm swap (which cleared fs/gs and the robust list).
@@ -178,26 +141,8 @@ pub(crate) fn restore_current(s: &TaskState) -> Result<i64> {
     if r != 0 {
         return Err(Error::from_errno(r));
     }
-    // SAFETY: the stub's sighand is unshared (checked before the swap); siglock protects action[].
-    unsafe {
-        let sh = (*t).sighand;
-        bindings::spin_lock_irq(&mut (*sh).siglock);
-        (*sh).action = *s.actions;
-        bindings::spin_unlock_irq(&mut (*sh).siglock);
-        let mut mask = s.blocked;
-        bindings::sigdelsetmask(&mut mask, bindings::SEUSS_SIGKILL_STOP_MASK);
-        bindings::set_current_blocked(&mut mask);
-        bindings::clear_restore_sigmask();
-        (*t).sas_ss_sp = s.sas_ss_sp as _;
-        (*t).sas_ss_size = s.sas_ss_size;
-        (*t).sas_ss_flags = s.sas_ss_flags;
-        (*t).rseq = s.rseq as *mut _;
-        (*t).rseq_len = s.rseq_len;
-        (*t).rseq_sig = s.rseq_sig;
-        bindings::rseq_set_notify_resume(t);
-        (*t).robust_list = s.robust_list as *mut _;
-        (*t).clear_child_tid = s.clear_child_tid as *mut _;
-        (*t).personality = s.personality;
-    }
+    // SAFETY: the buffer came from seuss_task_extra_save; the stub's sighand is unshared (checked before
+    // the swap), as the helper requires.
+    unsafe { bindings::seuss_task_extra_restore(s.extra.as_ptr() as *const _) };
     Ok(s.regs.ax as i64)
 }

@@ -23,7 +23,7 @@ impl MmRef {
     /// Must run in the context of the task that owns the mm (fork semantics: charges, `current->mm`).
     pub(crate) fn dup_current_for_snapshot() -> Result<Self> {
         // SAFETY: current->mm is the caller's live mm; seuss_dup_mm returns a new mm with one user or NULL.
-        let mm = unsafe { bindings::seuss_dup_mm((*bindings::get_current()).mm, core::ptr::null_mut()) };
+        let mm = unsafe { bindings::seuss_dup_mm(current_mm_ptr(), core::ptr::null_mut()) };
         NonNull::new(mm).map(MmRef).ok_or(ENOMEM)
     }
 
@@ -107,7 +107,7 @@ pub(crate) fn task_mm(task: &super::task::TaskRef) -> Option<MmRef> {
 /// The caller's own mm pointer (identity only).
 pub(crate) fn current_mm_ptr() -> *mut bindings::mm_struct {
     // SAFETY: reading current->mm of the running task.
-    unsafe { (*bindings::get_current()).mm }
+    unsafe { bindings::seuss_task_mm(bindings::get_current()) }
 }
 
 /// Page counts from one walk of an mm.

@@ -6,6 +6,12 @@
 //! 1. `signal->exec_update_lock` (read) — held only while checking ptrace access and registering a
 //!    breakpoint in [`task::TaskRef::with_attach_access`];
 //! 2. `task_lock` — taken inside `ptrace_may_access`.
+//! Struct layouts: bindgen's `task_struct` does not match C on this configuration (every field after
+//! `flags` is 64 bytes off, found by comparing `offsetof` in C with `offset_of!` in Rust), so task fields
+//! are only reached through the C helpers of the kernel patch (`seuss_task_mm`, `seuss_task_extra_*`, ...).
+//! The structs used directly (`pt_regs`, `perf_event_attr`, `mm_walk`, `vm_area_struct`, `file`,
+//! `miscdevice`, `file_operations`, `kernel_param`, `callback_head`) were checked or are uapi-stable.
+//!
 //! The engine's own mutexes (registry snapshots, registry instances, a session's freezes) are leaves:
 //! none is held while another is taken, while sleeping on a freeze, or across `dup_mm`/mm swaps.
 

@@ -76,7 +76,8 @@ impl TaskRef {
 
     /// Kernel threads and exiting tasks cannot be frozen or captured.
     pub(crate) fn is_kthread_or_exiting(&self) -> bool {
-        // SAFETY: `flags` of a referenced task is always readable; a racy read is a hint only.
+        // SAFETY: `flags` of a referenced task is always readable; a racy read is a hint only. (`flags` is
+        // the one task_struct field whose bindgen offset matches C; see sys/mod.rs.)
         let f = unsafe { core::ptr::read_volatile(&(*self.as_ptr()).flags) };
         f & (bindings::PF_KTHREAD | bindings::PF_EXITING) != 0
     }
@@ -103,10 +104,8 @@ impl TaskRef {
     /// reading so that the task cannot exec into a more privileged image in between (the pattern of
     /// `mm_access()` and `perf_event_open`).
     pub(crate) fn with_attach_access<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
-        // SAFETY: `signal` of a referenced task stays valid while we hold the reference.
-        let lock = unsafe { &mut (*(*self.as_ptr()).signal).exec_update_lock as *mut _ };
-        // SAFETY: `lock` is a valid rwsem; killable wait.
-        let r = unsafe { bindings::down_read_killable(lock) };
+        // SAFETY: the task (and so its signal_struct) is referenced; killable wait on its rwsem.
+        let r = unsafe { bindings::seuss_exec_update_lock_read(self.as_ptr()) };
         if r != 0 {
             return Err(EINTR);
         }
@@ -116,7 +115,7 @@ impl TaskRef {
         };
         let res = if ok { f() } else { Err(EPERM) };
         // SAFETY: we took the read lock above.
-        unsafe { bindings::up_read(lock) };
+        unsafe { bindings::seuss_exec_update_unlock_read(self.as_ptr()) };
         res
     }
 
@@ -151,21 +150,8 @@ impl Drop for TaskRef {
 /// Whether the calling process may take part in a deploy: single-threaded, 64-bit syscall, one user of
 /// its mm, no io_uring, unshared signal handlers.
 pub(crate) fn current_can_be_replaced() -> Result {
-    // SAFETY: reading fields of current, which cannot go away under us.
-    unsafe {
-        let cur = bindings::get_current();
-        if !bindings::thread_group_empty(cur) || bindings::in_compat_syscall() {
-            return Err(crate::sys::eopnotsupp());
-        }
-        let mm = (*cur).mm;
-        if mm.is_null() || bindings::mm_users(mm) != 1 || !(*cur).io_uring.is_null() {
-            return Err(crate::sys::eopnotsupp());
-        }
-        if (*(*cur).sighand).count.refs.counter != 1 {
-            return Err(crate::sys::eopnotsupp());
-        }
-    }
-    Ok(())
+    // SAFETY: the helper only inspects current.
+    if unsafe { bindings::seuss_current_replaceable() } { Ok(()) } else { Err(crate::sys::eopnotsupp()) }
 }
 
 /// The caller's uid in the initial user namespace.
@@ -186,9 +172,15 @@ pub(crate) fn current_pid_vnr() -> i32 {
     unsafe { bindings::task_pid_vnr(bindings::get_current()) }
 }
 
+/// Whether a fatal signal is pending for the caller.
+pub(crate) fn current_fatal_signal_pending() -> bool {
+    // SAFETY: current is valid.
+    unsafe { bindings::fatal_signal_pending(bindings::get_current()) != 0 }
+}
+
 /// Whether the caller is exiting (task work run from `do_exit`).
 pub(crate) fn current_is_exiting() -> bool {
-    // SAFETY: current's flags are ours to read.
+    // SAFETY: current's flags are ours to read (offset verified, see sys/mod.rs).
     unsafe { (*bindings::get_current()).flags & bindings::PF_EXITING != 0 }
 }
 

@@ -365,8 +365,9 @@ fn unprivileged() -> Result<(), String> {
     let code = match unsafe { libc::fork() } {
         0 => {
             become_nobody();
-            let dev = std::mem::ManuallyDrop::new(DeviceFromFd::new(fd));
-            let r = dev.0.arm(pid, FreezePoint::Now);
+            // SAFETY: `fd` is the open /dev/seuss inherited through fork; this child owns its copy.
+            let dev = Device::from_fd(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+            let r = dev.arm(pid, FreezePoint::Now);
             // SAFETY: leave the child.
             unsafe { libc::_exit(r.err().map(|e| e as i32).unwrap_or(0)) }
         }
@@ -381,17 +382,6 @@ fn unprivileged() -> Result<(), String> {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     t.wait();
     d.snap_release(snap).map_err(e("SNAP_RELEASE"))
-}
-
-/// Reopens /dev/seuss through /proc/self/fd of an inherited descriptor (keeps the open file's session).
-struct DeviceFromFd(Device);
-impl DeviceFromFd {
-    fn new(fd: i32) -> Self {
-        DeviceFromFd(Device::open_path(std::path::Path::new(&format!("/proc/self/fd/{fd}"))).unwrap_or_else(|_| {
-            // SAFETY: leave the child if even that failed.
-            unsafe { libc::_exit(99) }
-        }))
-    }
 }
 
 fn threads() -> Result<(), String> {

@@ -112,6 +112,11 @@ impl Device {
         Ok(Self { fd: unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) } })
     }
 
+    /// Wraps an already open `/dev/seuss` descriptor (e.g. one inherited from a privileged parent).
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Self { fd }
+    }
+
     /// The raw descriptor, for polling.
     pub fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
