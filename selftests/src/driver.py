@@ -17,3 +17,4 @@ if not cold:
     random.seed(cookie.value)
 req = json.loads(sys.stdin.readline())
 print(json.dumps({"sum": req["a"] + req["b"], "pid": os.getpid(), "rand": random.random()}), flush=True)
+sys.stdin.readline()  # linger until stdin closes, so the host can measure this instance's private pages

@@ -7,6 +7,7 @@
 mod engine_cases;
 mod ktap;
 mod module_cases;
+mod python;
 mod util;
 
 fn main() {
