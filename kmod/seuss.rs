@@ -41,7 +41,7 @@ impl kernel::Module for Seuss {
         let armed = armed::install()?;
         let reg = registry::Registry::install()?;
         let dev = sys::miscdev::MiscDevice::register(kernel::c_str!("seuss"), 0o600)?;
-        pr_info!("seuss: /dev/seuss ready (ABI {}, max_pages {})\n", kernel::bindings::SEUSS_ABI_VERSION, sys::param::max_pages());
+        pr_info!("/dev/seuss ready (ABI {}, max_pages {})\n", kernel::bindings::SEUSS_ABI_VERSION, sys::param::max_pages());
         Ok(Seuss { dev: Some(dev), reg, _armed: armed })
     }
 }
@@ -53,6 +53,6 @@ impl Drop for Seuss {
         let n = self.reg.snapshot_count();
         self.reg.clear();
         registry::Registry::uninstall();
-        pr_info!("seuss: unloaded, freed {} snapshots\n", n);
+        pr_info!("unloaded, freed {} snapshots\n", n);
     }
 }

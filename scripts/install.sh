@@ -86,6 +86,6 @@ if [[ -d /run/systemd/system ]]; then
 fi
 # dbus-daemon watches system.d, but an explicit reload makes the policy effective before we return.
 if have busctl && [[ -S /run/dbus/system_bus_socket ]]; then
-    busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig >/dev/null || true
+    busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig >/dev/null 2>&1 || true
 fi
 say "done: systemctl enable --now seussd; seussctl status"

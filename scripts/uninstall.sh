@@ -32,7 +32,7 @@ fi
 if [[ -z "$dest" ]]; then
     if [[ -d /run/systemd/system ]]; then systemctl daemon-reload; fi
     if command -v busctl >/dev/null && [[ -S /run/dbus/system_bus_socket ]]; then
-        busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig >/dev/null || true
+        busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig >/dev/null 2>&1 || true
     fi
 fi
 echo "uninstall: done"

@@ -34,7 +34,7 @@ GUEST
 chmod +x "$out/guest.sh"
 echo "vm: booting $(basename "$kimg") ($(cat "$KBUILD/.seuss-hash")) under TCG; output in $out" >&2
 set +e
-timeout --foreground -k 10 "$timeout_s" vng -r "$kimg" --disable-kvm -m 4G -p 2 --rwdir="$out" --rodir="$SEUSS_ROOT" "${systemd[@]}" \
+timeout --foreground -k 10 "$timeout_s" vng ${SEUSS_VM_VERBOSE:+-v} -r "$kimg" --disable-kvm -m 4G -p 2 --rwdir="$out" --rodir="$SEUSS_ROOT" "${systemd[@]}" \
     --exec "bash $out/guest.sh" </dev/null > "$out/console" 2>&1
 vrc=$?
 set -e

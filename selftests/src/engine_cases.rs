@@ -18,6 +18,9 @@ pub const CASES: &[Case] = &[
     Case { name: "dirty_counts_pages_an_instance_wrote", run: dirty },
     Case { name: "freeze_now_in_blocking_read_restarts_in_children", run: freeze_now },
     Case { name: "python3_20_children_answer_with_unique_random", run: python20 },
+    Case { name: "deploy_writes_tid_and_cookie", run: tid_cookie },
+    Case { name: "signals_wait_while_frozen_and_are_not_inherited", run: signals_frozen },
+    Case { name: "arm_by_pidfd", run: pidfd },
     Case { name: "bad_ids_and_released_snapshots_are_enoent", run: bad_ids },
     Case { name: "second_freeze_on_same_task_is_ebusy", run: double_arm },
     Case { name: "unprivileged_arm_and_deploy_are_eperm", run: unprivileged },
@@ -51,7 +54,7 @@ fn frozen_target(d: &Device, args: &[&str]) -> Result<(Target, u64), String> {
 fn expect_report(line: &str, pid: i32) -> Result<(), String> {
     check(line.starts_with("report "), || format!("not a report: {line}"))?;
     check(field(line, "pid") == Some(&pid.to_string()), || format!("pid mismatch (want {pid}): {line}"))?;
-    for k in ["mem", "regs", "tls", "errno", "heap"] {
+    for k in ["mem", "regs", "tls", "errno", "heap", "sig"] {
         check(field(line, k) == Some("true"), || format!("{k} wrong: {line}"))?;
     }
     Ok(())
@@ -253,6 +256,82 @@ fn python20() -> Result<(), String> {
     let info = d.snap_info(snap).map_err(e("SNAP_INFO"))?;
     println!("# python snapshot: {} pages mapped, {} private, {} KiB page tables, capture {} us", info.pages_mapped, info.pages_private, info.pt_bytes / 1024, info.capture_ns / 1000);
     d.snap_release(snap).map_err(e("SNAP_RELEASE"))
+}
+
+fn tid_cookie() -> Result<(), String> {
+    ensure_loaded()?;
+    let d = dev()?;
+    let (t, id) = frozen_target(&d, &["watch"])?;
+    let (tidvar, cookie) = (t.tidvar, t.cookie);
+    let snap = d.capture(id).map_err(e("CAPTURE"))?;
+    d.release(id, true).map_err(e("KILL"))?;
+    t.wait();
+    for k in 0..3u64 {
+        let val = 0xc00c_1e00 + k;
+        let mut s = fork_deploy(&d, snap, DeployOpts { tid_addr: Some(tidvar), cookie: Some((cookie, val)) }, || {});
+        s.send("check")?;
+        let l = s.line()?;
+        let pid = s.pid;
+        let code = s.wait();
+        expect_report(&l, pid)?;
+        check(code == REPORT_OK, || format!("exit {code}"))?;
+        check(field(&l, "tidvar") == Some(&pid.to_string()) && field(&l, "tid") == Some(&pid.to_string()), || format!("tid not written: {l}"))?;
+        check(field(&l, "cookie") == Some(&val.to_string()), || format!("cookie not written: {l}"))?;
+    }
+    // Misaligned or kernel addresses are refused before anything changes.
+    check(stub_errno_opts(&d, snap, DeployOpts { tid_addr: Some(tidvar + 1), cookie: None }) == libc::EFAULT, || "misaligned tid_addr".into())?;
+    check(stub_errno_opts(&d, snap, DeployOpts { tid_addr: None, cookie: Some((0xffff_8000_0000_0000, 1)) }) == libc::EFAULT, || "kernel cookie_addr".into())?;
+    d.snap_release(snap).map_err(e("SNAP_RELEASE"))
+}
+
+fn stub_errno_opts(d: &Device, snap: u64, opts: DeployOpts) -> i32 {
+    fork_deploy(d, snap, opts, || {}).wait() - 100
+}
+
+fn signals_frozen() -> Result<(), String> {
+    ensure_loaded()?;
+    let d = dev()?;
+    let (mut t, id) = frozen_target(&d, &["watch"])?;
+    let pid = nix::unistd::Pid::from_raw(t.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).map_err(e("kill USR1"))?;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).map_err(e("kill CONT"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    check(matches!(d.wait(id, 0).map_err(e("WAIT"))?, FreezeState::Frozen { .. }), || "a non-fatal signal released the freeze".into())?;
+    let snap = d.capture(id).map_err(e("CAPTURE"))?;
+    d.release(id, false).map_err(e("RESUME"))?;
+    t.send("check")?;
+    let l = t.line()?;
+    check(field(&l, "usr1") == Some("1") && t.wait() == REPORT_OK, || format!("source after release: {l}"))?;
+    // The pending signal belonged to the source task, not to the snapshot.
+    let mut s = fork_deploy(&d, snap, DeployOpts::default(), || {});
+    s.send("check")?;
+    let lc = s.line()?;
+    let code = s.wait();
+    check(field(&lc, "usr1") == Some("0") && code == REPORT_OK, || format!("child: {lc}"))?;
+    d.snap_release(snap).map_err(e("SNAP_RELEASE"))
+}
+
+fn pidfd() -> Result<(), String> {
+    ensure_loaded()?;
+    let d = dev()?;
+    let mut t = Target::spawn(&["watch"])?;
+    // SAFETY: pidfd_open on our child.
+    let pfd = unsafe { libc::syscall(libc::SYS_pidfd_open, t.pid(), 0) } as i32;
+    check(pfd >= 0, || "pidfd_open failed".into())?;
+    let id = d.arm_pidfd(pfd, FreezePoint::Write { addr: t.doorbell, len: 8 }).map_err(e("ARM pidfd"))?;
+    t.send("go")?;
+    check(matches!(d.wait(id, FREEZE_MS).map_err(e("WAIT"))?, FreezeState::Frozen { .. }), || "not frozen".into())?;
+    d.release(id, false).map_err(e("RESUME"))?;
+    t.send("check")?;
+    let l = t.line()?;
+    let pid = t.pid();
+    expect_report(&l, pid)?;
+    check(t.wait() == REPORT_OK, || "source".into())?;
+    // A descriptor that is not a pidfd.
+    check(d.arm_pidfd(0, FreezePoint::Now).is_err(), || "arm with fd 0 as pidfd".into())?;
+    // SAFETY: closing our pidfd.
+    unsafe { libc::close(pfd) };
+    Ok(())
 }
 
 fn stub_errno(d: &Device, snap: u64, setup: impl FnOnce()) -> i32 {

@@ -19,6 +19,10 @@ fn main() {
     if arg == "engine" || arg == "all" || arg == "--list" {
         cases.extend(engine_cases::CASES.iter());
     }
+    // An optional second argument keeps only the cases whose name contains it.
+    if let Some(filter) = std::env::args().nth(2) {
+        cases.retain(|c| c.name.contains(filter.as_str()));
+    }
     if arg == "--list" {
         for c in &cases {
             println!("{}", c.name);

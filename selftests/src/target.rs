@@ -27,6 +27,9 @@ thread_local! {
     static TLS: Cell<u64> = const { Cell::new(0) };
 }
 
+static USR1_HITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static mut ALTSTACK: usize = 0;
+static mut TIDVAR: u32 = 0;
 static mut DOORBELL: u64 = 0;
 static mut DOORBELL2: u64 = 0;
 static mut COOKIE: u64 = 0;
@@ -40,6 +43,49 @@ fn pattern(i: usize) -> u8 {
 pub extern "C" fn freeze_here(x: u64) -> u64 {
     // Keep the function and its first instruction real.
     std::hint::black_box(x) ^ 0x55
+}
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    USR1_HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Installs a SIGUSR1 handler on an alternate stack and blocks SIGUSR2: state a deploy must carry over.
+fn setup_signals() {
+    // SAFETY: plain libc calls with valid, leaked buffers.
+    unsafe {
+        let stack = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+        ALTSTACK = stack.as_ptr() as usize;
+        let ss = libc::stack_t { ss_sp: stack.as_mut_ptr() as *mut _, ss_flags: 0, ss_size: stack.len() };
+        libc::sigaltstack(&ss, std::ptr::null_mut());
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_usr1 as *const () as usize;
+        sa.sa_flags = libc::SA_ONSTACK | libc::SA_RESTART;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Whether handler, mask and altstack survived, and whether a signal sent to ourselves is handled.
+fn check_signals() -> bool {
+    // SAFETY: plain libc queries on our own process.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGUSR1, std::ptr::null(), &mut old);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_BLOCK, std::ptr::null(), &mut set);
+        let mut ss: libc::stack_t = std::mem::zeroed();
+        libc::sigaltstack(std::ptr::null(), &mut ss);
+        let before = USR1_HITS.load(std::sync::atomic::Ordering::SeqCst);
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::syscall(libc::SYS_gettid), libc::SIGUSR1);
+        let handled = USR1_HITS.load(std::sync::atomic::Ordering::SeqCst) == before + 1;
+        old.sa_sigaction == on_usr1 as *const () as usize
+            && libc::sigismember(&set, libc::SIGUSR2) == 1
+            && ss.ss_sp as usize == ALTSTACK
+            && handled
+    }
 }
 
 fn wait_go() {
@@ -109,6 +155,8 @@ fn report_and_exit(mem: &[u8], regs: (u64, u64), extra: &[u8], extra_base: usize
     let regs_ok = regs == (MAGIC_R12, MAGIC_XMM);
     let tls_ok = TLS.with(|t| t.get()) == TLS_VALUE;
     let errno_ok = std::io::Error::last_os_error().raw_os_error() == Some(libc::EDOM);
+    let usr1_before = USR1_HITS.load(std::sync::atomic::Ordering::SeqCst);
+    let sig_ok = check_signals();
     // malloc, printf and getpid must work in the child.
     let boxed = Box::new([7u8; 100_000]);
     let heap_ok = boxed.iter().all(|b| *b == 7);
@@ -122,12 +170,18 @@ fn report_and_exit(mem: &[u8], regs: (u64, u64), extra: &[u8], extra_base: usize
         code = 14;
     } else if !heap_ok {
         code = 15;
+    } else if !sig_ok {
+        code = 16;
     }
     // SAFETY: reading a static written only by this thread or by the kernel at deploy.
     let cookie = unsafe { std::ptr::read_volatile(&raw const COOKIE) };
+    // SAFETY: as for COOKIE.
+    let tidvar = unsafe { std::ptr::read_volatile(&raw const TIDVAR) };
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
     say(&format!(
-        "report pid={} mem={} regs={} r12={:#x} xmm={:#x} tls={} errno={} heap={} cookie={}",
-        std::process::id(), mem_ok && extra_ok, regs_ok, regs.0, regs.1, tls_ok, errno_ok, heap_ok, cookie
+        "report pid={} mem={} regs={} r12={:#x} xmm={:#x} tls={} errno={} heap={} sig={} usr1={} cookie={} tidvar={} tid={}",
+        std::process::id(), mem_ok && extra_ok, regs_ok, regs.0, regs.1, tls_ok, errno_ok, heap_ok, sig_ok, usr1_before, cookie, tidvar, tid
     ));
     // Children leave through exit_group: buffers flushed above.
     std::process::exit(code);
@@ -157,11 +211,13 @@ fn main() {
         *b = pattern(i);
     }
     TLS.with(|t| t.set(TLS_VALUE));
+    setup_signals();
     // SAFETY: writing errno through libc's accessor.
     unsafe { *libc::__errno_location() = libc::EDOM };
     say(&format!("doorbell={:#x}", &raw const DOORBELL as usize));
     say(&format!("doorbell2={:#x}", &raw const DOORBELL2 as usize));
     say(&format!("cookie={:#x}", &raw const COOKIE as usize));
+    say(&format!("tidvar={:#x}", &raw const TIDVAR as usize));
     say(&format!("func={:#x}", freeze_here as *const () as usize));
     say("ready");
     wait_go();

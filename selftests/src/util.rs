@@ -73,6 +73,7 @@ pub struct Target {
     pub doorbell2: u64,
     pub cookie: u64,
     pub func: u64,
+    pub tidvar: u64,
 }
 
 fn hex(s: &str) -> u64 {
@@ -90,7 +91,7 @@ impl Target {
             .map_err(|e| format!("spawn seuss_target: {e}"))?;
         let stdin = child.stdin.take().unwrap();
         let out = BufReader::new(child.stdout.take().unwrap());
-        let mut t = Target { child, stdin, out, doorbell: 0, doorbell2: 0, cookie: 0, func: 0 };
+        let mut t = Target { child, stdin, out, doorbell: 0, doorbell2: 0, cookie: 0, func: 0, tidvar: 0 };
         loop {
             let l = t.line()?;
             if l == "ready" {
@@ -102,6 +103,7 @@ impl Target {
                     "doorbell2" => t.doorbell2 = hex(v),
                     "cookie" => t.cookie = hex(v),
                     "func" => t.func = hex(v),
+                    "tidvar" => t.tidvar = hex(v),
                     _ => {}
                 }
             }
