@@ -1,0 +1,182 @@
+//! Running one activation: queueing on the function's concurrency limit, getting an instance, the run
+//! message, judging the reply (OpenWhisk statuses and error texts), parking or retiring the instance, and
+//! storing the record.
+
+use crate::host::Inner;
+use crate::model::*;
+use crate::reply::ReplyError;
+use crate::util::now_ms;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+impl Inner {
+    pub(crate) fn pending(&self, f: &FunctionInfo, id: &str, start: u64) -> Activation {
+        Activation {
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+            version: f.version.clone(),
+            subject: f.namespace.clone(),
+            activation_id: id.to_string(),
+            start,
+            end: 0,
+            duration: 0,
+            response: ActivationResponse {
+                status: status::PENDING.into(),
+                status_code: 0,
+                success: false,
+                result: json!({}),
+            },
+            logs: vec![],
+            annotations: vec![],
+            publish: false,
+        }
+    }
+
+    /// Runs one activation to its record (stored before returning).
+    pub(crate) async fn run_activation(
+        self: Arc<Self>,
+        f: FunctionInfo,
+        sem: Arc<Semaphore>,
+        args: Value,
+        id: String,
+        start: u64,
+        forced: Option<StartPath>,
+    ) -> Activation {
+        let _permit = sem.acquire_owned().await;
+        let wait_ms = now_ms().saturating_sub(start);
+        let mut act = self.pending(&f, &id, start);
+        let (status, result, logs, path, init_ms) = match self.start_instance(&f, forced).await {
+            Err(crate::starts::StartError::Init { path, logs, error }) => (
+                status::DEVELOPER_ERROR,
+                json!({ "error": error }),
+                logs,
+                Some(path),
+                0,
+            ),
+            Err(crate::starts::StartError::Internal(e))
+            | Err(crate::starts::StartError::Deploy(e)) => {
+                tracing::error!("activation {id} of {}: {e}", f.name);
+                (
+                    status::INTERNAL_ERROR,
+                    json!({ "error": format!("Failed to start an instance: {e}") }),
+                    vec![],
+                    None,
+                    0,
+                )
+            }
+            Err(crate::starts::StartError::Unavailable(e)) => (
+                status::INTERNAL_ERROR,
+                json!({ "error": e }),
+                vec![],
+                None,
+                0,
+            ),
+            Ok(started) => {
+                let mut inst = started.inst;
+                let deadline =
+                    tokio::time::Instant::now() + Duration::from_millis(f.limits.timeout);
+                let msg = json!({
+                    "value": args,
+                    "namespace": f.namespace,
+                    "action_name": format!("/{}/{}", f.namespace, f.name),
+                    "action_version": f.version,
+                    "activation_id": id,
+                    "transaction_id": id,
+                    "deadline": (now_ms() + f.limits.timeout).to_string(),
+                });
+                let reply =
+                    crate::reply::exchange(&mut inst.proc, &msg, deadline, self.reply_limits())
+                        .await;
+                let mut logs = started.logs;
+                logs.extend(reply.logs);
+                let (status, result, healthy) = self.judge(&f, reply.result);
+                if healthy {
+                    self.park(inst).await;
+                } else {
+                    self.retire(inst).await;
+                }
+                (status, result, logs, Some(started.path), started.init_ms)
+            }
+        };
+        let end = now_ms();
+        act.end = end.max(start + 1);
+        act.duration = act.end - start;
+        act.logs = logs;
+        act.response = ActivationResponse {
+            status: status.to_string(),
+            status_code: match status {
+                status::SUCCESS => 0,
+                status::APPLICATION_ERROR => 1,
+                status::DEVELOPER_ERROR => 2,
+                _ => 3,
+            },
+            success: status == status::SUCCESS,
+            result,
+        };
+        act.annotations = vec![
+            KeyValue::new("path", format!("{}/{}", f.namespace, f.name)),
+            KeyValue::new("kind", f.exec.kind.clone()),
+            KeyValue::new(
+                "limits",
+                serde_json::to_value(&f.limits).unwrap_or_default(),
+            ),
+            KeyValue::new("waitTime", wait_ms),
+        ];
+        if let Some(p) = path {
+            act.annotations.push(KeyValue::new("startPath", p.as_str()));
+        }
+        if init_ms > 0 {
+            act.annotations.push(KeyValue::new("initTime", init_ms));
+        }
+        self.activations.fetch_add(1, Ordering::Relaxed);
+        let store = self.store.clone();
+        let rec = act.clone();
+        match tokio::task::spawn_blocking(move || store.save_activation(&rec)).await {
+            Ok(Ok(())) => {}
+            e => tracing::error!("saving activation {id}: {e:?}"),
+        }
+        act
+    }
+
+    /// Maps an instance's reply to (status, result, instance still usable).
+    pub(crate) fn judge(
+        &self,
+        f: &FunctionInfo,
+        r: Result<Value, ReplyError>,
+    ) -> (&'static str, Value, bool) {
+        match r {
+            Ok(Value::Object(m)) if m.contains_key("error") => {
+                (status::APPLICATION_ERROR, Value::Object(m), true)
+            }
+            Ok(Value::Object(m)) => (status::SUCCESS, Value::Object(m), true),
+            Ok(_) => (
+                status::DEVELOPER_ERROR,
+                json!({"error": "The action did not return a dictionary."}),
+                true,
+            ),
+            Err(ReplyError::TimedOut) => (
+                status::DEVELOPER_ERROR,
+                json!({"error": format!("The action timed out: it exceeded its time limit of {} milliseconds.", f.limits.timeout)}),
+                false,
+            ),
+            Err(ReplyError::TooLarge) => (
+                status::DEVELOPER_ERROR,
+                json!({"error": format!("The action produced a response that exceeded the allowed length of {} bytes.", self.cfg.max_result_bytes)}),
+                false,
+            ),
+            Err(ReplyError::Malformed(e)) => (
+                status::DEVELOPER_ERROR,
+                json!({"error": format!("The action did not produce a valid JSON response: {e}")}),
+                false,
+            ),
+            Err(ReplyError::Exited) => (
+                status::DEVELOPER_ERROR,
+                json!({"error": "The action did not produce a valid response and exited unexpectedly."}),
+                false,
+            ),
+        }
+    }
+}

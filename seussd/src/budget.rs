@@ -1,0 +1,152 @@
+//! Memory accounting against the budget: what counts (snapshot private pages, idle instances' private
+//! memory), parking instances as idle when they fit, carrying out eviction plans, and idle expiry.
+
+use crate::host::{Inner, Instance, State};
+use crate::policy::{self, Candidate, Victim};
+use crate::util::now_ms;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+pub const PAGE: u64 = 4096;
+
+/// Bytes in use and eviction candidates (the runtime snapshot is pinned).
+pub(crate) fn candidates(st: &State) -> (u64, Vec<Candidate>) {
+    let mut c = Vec::new();
+    for r in st.snaps.values() {
+        let has_children = st.snaps.values().any(|o| o.info.parent == Some(r.info.id));
+        c.push(Candidate {
+            victim: Victim::Snapshot(r.info.id),
+            bytes: r.info.private_pages * PAGE,
+            last_used_ms: r.last_used_ms,
+            pinned: st.runtime_snap == Some(r.info.id) || has_children,
+        });
+    }
+    for i in &st.idle {
+        c.push(Candidate {
+            victim: Victim::Instance(i.id),
+            bytes: i.bytes,
+            last_used_ms: i.last_used_ms,
+            pinned: false,
+        });
+    }
+    (c.iter().map(|x| x.bytes).sum(), c)
+}
+
+/// What a plan removed from the state, to be released outside the lock.
+#[derive(Default)]
+pub(crate) struct Evicted {
+    pub snaps: Vec<u64>,
+    pub instances: Vec<Instance>,
+}
+
+/// Makes room for `need` bytes: removes the victims from the state, or returns `None` if it cannot fit.
+pub(crate) fn make_room(st: &mut State, budget: u64, need: u64) -> Option<Evicted> {
+    let (used, cands) = candidates(st);
+    let plan = policy::plan_eviction(&cands, used, need, budget, now_ms());
+    if !plan.fits {
+        return None;
+    }
+    let mut ev = Evicted::default();
+    for v in plan.victims {
+        match v {
+            Victim::Snapshot(id) => {
+                st.snaps.remove(&id);
+                for e in st.functions.values_mut() {
+                    if e.snap == Some(id) {
+                        e.snap = None;
+                    }
+                }
+                ev.snaps.push(id);
+            }
+            Victim::Instance(id) => {
+                if let Some(pos) = st.idle.iter().position(|i| i.id == id) {
+                    ev.instances.push(st.idle.swap_remove(pos));
+                }
+            }
+        }
+    }
+    Some(ev)
+}
+
+impl Inner {
+    /// Releases what [`make_room`] took out.
+    pub(crate) async fn finish_eviction(&self, ev: Evicted) {
+        let any_snap = !ev.snaps.is_empty();
+        for id in ev.snaps {
+            tracing::info!("evicting snapshot {id} (memory budget)");
+            self.release_snapshot(id);
+        }
+        for i in ev.instances {
+            i.stop().await;
+        }
+        if any_snap {
+            self.save_index();
+        }
+    }
+
+    /// Private bytes of an instance: pages it dirtied since its deploy, or its whole private memory.
+    fn instance_bytes(&self, inst: &Instance) -> u64 {
+        if inst.deployed {
+            if let Some(Ok((_, pages))) = self.engine.as_ref().map(|e| e.dirty(inst.proc.pid)) {
+                return pages * PAGE;
+            }
+        }
+        crate::proc::private_bytes(inst.proc.pid)
+    }
+
+    /// Returns a used instance to the idle pool if it fits the budget (evicting colder things), else stops it.
+    pub(crate) async fn park(self: &Arc<Self>, mut inst: Instance) {
+        if !inst.proc.alive() {
+            return self.retire(inst).await;
+        }
+        inst.bytes = self.instance_bytes(&inst);
+        inst.last_used_ms = now_ms();
+        let outcome = {
+            let mut st = self.lock();
+            st.busy = st.busy.saturating_sub(1);
+            let current = st
+                .functions
+                .get(&inst.function)
+                .is_some_and(|e| e.info.revision() == inst.revision);
+            match current
+                .then(|| make_room(&mut st, self.cfg.budget_bytes(), inst.bytes))
+                .flatten()
+            {
+                Some(ev) => {
+                    st.idle.push(inst);
+                    Ok(ev)
+                }
+                None => Err(inst),
+            }
+        };
+        match outcome {
+            Ok(ev) => self.finish_eviction(ev).await,
+            Err(inst) => inst.stop().await,
+        }
+    }
+}
+
+/// Stops idle instances past `idle_timeout_s`, once a second, for as long as the host lives.
+pub(crate) fn spawn_expiry(host: Weak<Inner>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(inner) = host.upgrade() else { return };
+            let gone = {
+                let mut st = inner.lock();
+                let idle: Vec<(u64, u64)> =
+                    st.idle.iter().map(|i| (i.id, i.last_used_ms)).collect();
+                let ids = policy::expired(&idle, now_ms(), inner.cfg.idle_timeout_s * 1000);
+                let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.idle)
+                    .into_iter()
+                    .partition(|i| ids.contains(&i.id));
+                st.idle = keep;
+                gone
+            };
+            for i in gone {
+                tracing::debug!("idle instance {} of {} expired", i.id, i.function);
+                i.stop().await;
+            }
+        }
+    });
+}

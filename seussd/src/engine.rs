@@ -1,0 +1,95 @@
+//! The snapshot engine seussd drives, behind a trait: [`UapiEngine`] is `/dev/seuss` through the `uapi`
+//! crate. Deploys are not here: a deploy replaces the calling process, so the `seuss-stub` binary makes it.
+//! Tests use a fake implementation (see `tests/`) that never touches the kernel.
+
+use nix::errno::Errno;
+use std::path::Path;
+use uapi::{Device, FreezePoint, FreezeState};
+
+/// Per-snapshot numbers seussd needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapStat {
+    pub parent: Option<u64>,
+    pub uid: u32,
+    pub private_pages: u64,
+    pub children: u64,
+}
+
+pub trait SnapshotEngine: Send + Sync + 'static {
+    /// Arms an 8-byte write watchpoint at `addr` in task `pid`; returns the freeze id.
+    fn arm_write(&self, pid: i32, addr: u64) -> Result<u64, Errno>;
+    /// Waits up to `timeout_ms` for the freeze to leave the armed state.
+    fn wait(&self, freeze: u64, timeout_ms: u32) -> Result<FreezeState, Errno>;
+    /// Captures a frozen task; returns the snapshot id.
+    fn capture(&self, freeze: u64) -> Result<u64, Errno>;
+    /// Lets the frozen task run on, or kills it.
+    fn release(&self, freeze: u64, kill: bool) -> Result<(), Errno>;
+    fn snap_info(&self, id: u64) -> Result<SnapStat, Errno>;
+    fn snap_list(&self) -> Result<Vec<u64>, Errno>;
+    /// Frees a snapshot (EBUSY while it has children).
+    fn snap_release(&self, id: u64) -> Result<(), Errno>;
+    /// (snapshot id, private pages) of a deployed instance.
+    fn dirty(&self, pid: i32) -> Result<(u64, u64), Errno>;
+}
+
+/// The kernel engine.
+#[derive(Debug)]
+pub struct UapiEngine {
+    dev: Device,
+}
+
+impl UapiEngine {
+    /// Opens the device and checks the ABI version and the features seussd needs.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let dev =
+            Device::open_path(path).map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
+        let (abi, feats) = dev
+            .version()
+            .map_err(|e| anyhow::anyhow!("SEUSS_IOC_VERSION: {e}"))?;
+        anyhow::ensure!(
+            abi == uapi::SEUSS_ABI_VERSION,
+            "module ABI {abi}, seussd speaks {}",
+            uapi::SEUSS_ABI_VERSION
+        );
+        let need =
+            u64::from(uapi::SEUSS_FEAT_FREEZE | uapi::SEUSS_FEAT_CAPTURE | uapi::SEUSS_FEAT_DEPLOY);
+        anyhow::ensure!(
+            feats & need == need,
+            "module lacks features (has {feats:#x}, needs {need:#x})"
+        );
+        Ok(Self { dev })
+    }
+}
+
+impl SnapshotEngine for UapiEngine {
+    fn arm_write(&self, pid: i32, addr: u64) -> Result<u64, Errno> {
+        self.dev.arm(pid, FreezePoint::Write { addr, len: 8 })
+    }
+    fn wait(&self, freeze: u64, timeout_ms: u32) -> Result<FreezeState, Errno> {
+        self.dev.wait(freeze, timeout_ms)
+    }
+    fn capture(&self, freeze: u64) -> Result<u64, Errno> {
+        self.dev.capture(freeze)
+    }
+    fn release(&self, freeze: u64, kill: bool) -> Result<(), Errno> {
+        self.dev.release(freeze, kill)
+    }
+    fn snap_info(&self, id: u64) -> Result<SnapStat, Errno> {
+        let i = self.dev.snap_info(id)?;
+        Ok(SnapStat {
+            parent: (i.parent_id != 0).then_some(i.parent_id),
+            uid: i.uid,
+            private_pages: i.pages_private,
+            children: i.children,
+        })
+    }
+    fn snap_list(&self) -> Result<Vec<u64>, Errno> {
+        self.dev.snap_list()
+    }
+    fn snap_release(&self, id: u64) -> Result<(), Errno> {
+        self.dev.snap_release(id)
+    }
+    fn dirty(&self, pid: i32) -> Result<(u64, u64), Errno> {
+        self.dev.dirty(pid)
+    }
+}

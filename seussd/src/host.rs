@@ -1,0 +1,609 @@
+//! The function host: one [`Host`] owns the functions, snapshots, instances and activation records, and
+//! every front end (HTTP, D-Bus) is a thin adapter over its methods. Running an activation lives in
+//! `activation.rs`, instance starts in `starts.rs`, deploys in `deploy.rs`, snapshot points and bookkeeping
+//! in `snapshots.rs`, memory accounting in `budget.rs`, the pure decisions in `policy.rs`.
+
+pub use crate::error::HostError;
+pub use crate::model::*;
+
+use crate::cgroup::{Cgroup, CgroupRoot};
+use crate::config::{Config, UseSnapshots};
+use crate::engine::SnapshotEngine;
+use crate::policy;
+use crate::proc::Proc;
+use crate::store::{valid_name, Store};
+use crate::util::{activation_id, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{broadcast, Semaphore};
+
+/// Longest a blocking invoke waits before answering with the activation id only (OpenWhisk: 60 s).
+pub const BLOCKING_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct Host {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub cfg: Config,
+    pub store: Store,
+    pub engine: Option<Arc<dyn SnapshotEngine>>,
+    pub runtime_key: String,
+    pub launcher: PathBuf,
+    pub cred: Option<(u32, u32)>,
+    pub cgroups: Option<CgroupRoot>,
+    pub st: Mutex<State>,
+    pub deploys: Arc<Semaphore>,
+    pub events: broadcast::Sender<HostEvent>,
+    pub activations: AtomicU64,
+    pub next_instance: AtomicU64,
+    pub runtime_lock: tokio::sync::Mutex<()>,
+    pub building_runtime: AtomicBool,
+    pub runtime_failed_ms: AtomicU64,
+    pub stubs: Mutex<Vec<Proc>>,
+    pub refilling: AtomicBool,
+}
+
+pub(crate) struct FnEntry {
+    pub info: FunctionInfo,
+    pub sem: Arc<Semaphore>,
+    pub snap: Option<u64>,
+    pub capturing: bool,
+}
+
+/// A snapshot seussd holds, with what a deploy of it needs.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct SnapRec {
+    pub info: SnapshotInfo,
+    pub cookie_addr: u64,
+    pub tid_addr: u64,
+    /// Function revision the snapshot was made from (0 for the runtime snapshot).
+    pub revision: u64,
+    pub last_used_ms: u64,
+}
+
+/// The persisted snapshot index (`snapshots.json`).
+#[derive(Serialize, Deserialize, Default)]
+pub(crate) struct SnapIndex {
+    pub key: String,
+    pub snapshots: Vec<SnapRec>,
+}
+
+/// A live function instance.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    pub id: u64,
+    pub proc: Proc,
+    pub function: String,
+    pub revision: u64,
+    pub deployed: bool,
+    pub cgroup: Option<Cgroup>,
+    pub last_used_ms: u64,
+    pub bytes: u64,
+}
+
+impl Instance {
+    pub async fn stop(mut self) {
+        self.proc.kill().await;
+        if let Some(cg) = self.cgroup.take() {
+            cg.remove().await;
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub functions: BTreeMap<String, FnEntry>,
+    pub snaps: BTreeMap<u64, SnapRec>,
+    pub runtime_snap: Option<u64>,
+    pub idle: Vec<Instance>,
+    pub busy: u64,
+}
+
+fn supported_kind(kind: &str) -> bool {
+    kind == "python:3"
+        || kind == "python:default"
+        || kind
+            .strip_prefix("python:3.")
+            .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit()))
+}
+
+impl Inner {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn emit(&self, e: HostEvent) {
+        let _ = self.events.send(e);
+    }
+
+    pub fn snapshots_enabled(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    fn validate(&self, def: &FunctionDef) -> Result<(), HostError> {
+        let bad = |m: String| Err(HostError::InvalidArgs(m));
+        if !supported_kind(&def.exec.kind) {
+            return bad(format!(
+                "kind '{}' is not supported (python:3, python:default)",
+                def.exec.kind
+            ));
+        }
+        match &def.exec.code {
+            None => return bad("exec.code is required".into()),
+            Some(c) if def.exec.binary => {
+                use base64::Engine;
+                if base64::engine::general_purpose::STANDARD
+                    .decode(c.trim())
+                    .is_err()
+                {
+                    return bad("exec.code of a binary action must be base64".into());
+                }
+            }
+            _ => {}
+        }
+        if let Some(m) = &def.exec.main {
+            if m.is_empty()
+                || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || m.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return bad(format!("exec.main '{m}' is not a Python identifier"));
+            }
+        }
+        let l = &def.limits;
+        if !(100..=self.cfg.max_timeout_ms).contains(&l.timeout) {
+            return bad(format!(
+                "limits.timeout must be in 100..={} ms",
+                self.cfg.max_timeout_ms
+            ));
+        }
+        if !(128..=self.cfg.max_memory_mb).contains(&l.memory) {
+            return bad(format!(
+                "limits.memory must be in 128..={} MB",
+                self.cfg.max_memory_mb
+            ));
+        }
+        Ok(())
+    }
+
+    /// Drops the function's snapshot and idle instances (after an update or delete).
+    pub async fn invalidate(self: &Arc<Self>, name: &str) {
+        let (snap, insts) = {
+            let mut st = self.lock();
+            let snap = st.functions.get_mut(name).and_then(|e| e.snap.take());
+            if let Some(id) = snap {
+                st.snaps.remove(&id);
+            }
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.idle)
+                .into_iter()
+                .partition(|i| i.function == name);
+            st.idle = keep;
+            (snap, gone)
+        };
+        for i in insts {
+            i.stop().await;
+        }
+        if let Some(id) = snap {
+            self.release_snapshot(id);
+            self.save_index();
+        }
+    }
+
+    /// Frees a snapshot in the kernel and announces it.
+    pub fn release_snapshot(&self, id: u64) {
+        if let Some(e) = &self.engine {
+            if let Err(err) = e.snap_release(id) {
+                tracing::warn!("releasing snapshot {id}: {err}");
+            }
+        }
+        self.emit(HostEvent::SnapshotEvicted { id });
+    }
+
+    pub fn save_index(&self) {
+        let idx = {
+            let st = self.lock();
+            SnapIndex {
+                key: self.runtime_key.clone(),
+                snapshots: st.snaps.values().cloned().collect(),
+            }
+        };
+        if let Err(e) = self.store.save_json("snapshots.json", &idx) {
+            tracing::warn!("saving snapshot index: {e}");
+        }
+    }
+
+    pub fn reply_limits(&self) -> crate::reply::ReplyLimits {
+        crate::reply::ReplyLimits {
+            max_result: self.cfg.max_result_bytes,
+            max_logs: self.cfg.max_log_bytes,
+        }
+    }
+
+    /// Stops an instance that is no longer usable.
+    pub async fn retire(&self, inst: Instance) {
+        {
+            let mut st = self.lock();
+            st.busy = st.busy.saturating_sub(1);
+        }
+        inst.stop().await;
+    }
+
+    fn forced_available(&self, f: &FunctionInfo, p: StartPath) -> Result<(), HostError> {
+        let st = self.lock();
+        let fe = st.functions.get(&f.name);
+        let s = policy::PathState {
+            snapshots: self.snapshots_enabled(),
+            idle_instance: st
+                .idle
+                .iter()
+                .any(|i| i.function == f.name && i.revision == f.revision()),
+            function_snapshot: fe.and_then(|e| e.snap).is_some(),
+            runtime_snapshot: st.runtime_snap.is_some(),
+            capture_in_progress: fe.is_some_and(|e| e.capturing),
+            forced: Some(p),
+        };
+        if !self.snapshots_enabled() && matches!(p, StartPath::Warm | StartPath::Runtime) {
+            return Err(HostError::ModuleNotLoaded(
+                "seussd runs without snapshots".into(),
+            ));
+        }
+        policy::choose_path(&s)
+            .map(|_| ())
+            .map_err(HostError::Conflict)
+    }
+}
+
+impl Host {
+    /// Starts a host with the configured engine: `/dev/seuss` when `use_snapshots = "auto"` and it opens.
+    pub async fn open(cfg: Config) -> anyhow::Result<Host> {
+        let engine: Option<Arc<dyn SnapshotEngine>> = match cfg.use_snapshots {
+            UseSnapshots::Off => {
+                tracing::warn!(
+                    "use_snapshots = \"off\": running WITHOUT snapshots (cold starts only)"
+                );
+                None
+            }
+            UseSnapshots::Auto => match crate::engine::UapiEngine::open(&cfg.device) {
+                Ok(e) => {
+                    tracing::info!("snapshot engine {} ready", cfg.device.display());
+                    Some(Arc::new(e))
+                }
+                Err(e) => {
+                    tracing::warn!("snapshot module not available ({e}): running WITHOUT snapshots (cold starts only)");
+                    None
+                }
+            },
+        };
+        Self::start(cfg, engine).await
+    }
+
+    /// Starts a host on an explicit engine (`None`: cold starts only).
+    pub async fn start(
+        cfg: Config,
+        engine: Option<Arc<dyn SnapshotEngine>>,
+    ) -> anyhow::Result<Host> {
+        cfg.validate()?;
+        let store = Store::open(&cfg.state_dir)?;
+        let rt_dir = cfg.state_dir.join("runtime");
+        std::fs::create_dir_all(&rt_dir)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&rt_dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let launcher = crate::launcher::install(&rt_dir)?;
+        let root = nix::unistd::geteuid().is_root();
+        let cred = if root {
+            let u = nix::unistd::User::from_name(&cfg.instance_user)?.ok_or_else(|| {
+                anyhow::anyhow!("instance_user '{}' does not exist", cfg.instance_user)
+            })?;
+            anyhow::ensure!(!u.uid.is_root(), "instance_user must not be root");
+            Some((u.uid.as_raw(), u.gid.as_raw()))
+        } else {
+            tracing::warn!("not running as root: instances run as seussd's own user");
+            None
+        };
+        let cgroups = if root {
+            match CgroupRoot::init(&cfg.cgroup_root) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!("no per-instance memory cgroups: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let runtime_key = crate::launcher::runtime_key(&cfg.python);
+        let mut state = State::default();
+        for f in store.load_functions() {
+            let sem = Arc::new(Semaphore::new(cfg.max_instances_per_function));
+            state.functions.insert(
+                f.name.clone(),
+                FnEntry {
+                    info: f,
+                    sem,
+                    snap: None,
+                    capturing: false,
+                },
+            );
+        }
+        tracing::info!(
+            "loaded {} functions from {}",
+            state.functions.len(),
+            cfg.state_dir.display()
+        );
+        let (events, _) = broadcast::channel(256);
+        let inner = Arc::new(Inner {
+            deploys: Arc::new(Semaphore::new(cfg.max_concurrent_deploys)),
+            cfg,
+            store,
+            engine,
+            runtime_key,
+            launcher,
+            cred,
+            cgroups,
+            st: Mutex::new(state),
+            events,
+            activations: AtomicU64::new(0),
+            next_instance: AtomicU64::new(1),
+            runtime_lock: tokio::sync::Mutex::new(()),
+            building_runtime: AtomicBool::new(false),
+            runtime_failed_ms: AtomicU64::new(0),
+            stubs: Mutex::new(Vec::new()),
+            refilling: AtomicBool::new(false),
+        });
+        inner.adopt_snapshots();
+        crate::budget::spawn_expiry(Arc::downgrade(&inner));
+        if inner.snapshots_enabled() {
+            inner.clone().kick_runtime_build();
+            inner.clone().refill_stubs();
+        }
+        Ok(Host { inner })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    pub async fn put_function(
+        &self,
+        name: &str,
+        def: FunctionDef,
+        overwrite: bool,
+    ) -> Result<FunctionInfo, HostError> {
+        if !valid_name(name) {
+            return Err(HostError::InvalidArgs(format!(
+                "invalid function name '{name}'"
+            )));
+        }
+        self.inner.validate(&def)?;
+        let (info, change) = {
+            let mut st = self.inner.lock();
+            let old = st.functions.get(name).map(|e| e.info.revision());
+            if old.is_some() && !overwrite {
+                return Err(HostError::Conflict(format!(
+                    "function '{name}' already exists"
+                )));
+            }
+            let info = FunctionInfo {
+                namespace: self.inner.cfg.namespace.clone(),
+                name: name.to_string(),
+                version: format!("0.0.{}", old.unwrap_or(0) + 1),
+                publish: false,
+                exec: def.exec,
+                parameters: def.parameters,
+                annotations: def.annotations,
+                limits: def.limits,
+                updated: now_ms(),
+            };
+            self.inner
+                .store
+                .save_function(&info)
+                .map_err(HostError::internal)?;
+            let e = st
+                .functions
+                .entry(name.to_string())
+                .or_insert_with(|| FnEntry {
+                    info: info.clone(),
+                    sem: Arc::new(Semaphore::new(self.inner.cfg.max_instances_per_function)),
+                    snap: None,
+                    capturing: false,
+                });
+            e.info = info.clone();
+            (info, if old.is_some() { "updated" } else { "created" })
+        };
+        if change == "updated" {
+            self.inner.invalidate(name).await;
+        }
+        self.inner.emit(HostEvent::FunctionChanged {
+            name: name.to_string(),
+            change: change.into(),
+        });
+        Ok(info)
+    }
+
+    pub async fn get_function(&self, name: &str) -> Result<FunctionInfo, HostError> {
+        let st = self.inner.lock();
+        st.functions
+            .get(name)
+            .map(|e| e.info.clone())
+            .ok_or_else(|| HostError::NotFound(format!("function '{name}'")))
+    }
+
+    pub async fn delete_function(&self, name: &str) -> Result<(), HostError> {
+        if !self.inner.lock().functions.contains_key(name) {
+            return Err(HostError::NotFound(format!("function '{name}'")));
+        }
+        self.inner.invalidate(name).await;
+        self.inner.lock().functions.remove(name);
+        self.inner
+            .store
+            .delete_function(name)
+            .map_err(HostError::internal)?;
+        self.inner.emit(HostEvent::FunctionChanged {
+            name: name.to_string(),
+            change: "deleted".into(),
+        });
+        Ok(())
+    }
+
+    pub async fn list_functions(&self) -> Vec<FunctionInfo> {
+        self.inner
+            .lock()
+            .functions
+            .values()
+            .map(|e| e.info.clone())
+            .collect()
+    }
+
+    /// Runs function `name` with `args` (a JSON object; bound parameters are merged under it). Blocking:
+    /// the finished record, or (past [`BLOCKING_WAIT`]) a pending one with `end == 0`. Non-blocking: a
+    /// pending record carrying the activation id.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        args: Value,
+        opts: InvokeOpts,
+    ) -> Result<Activation, HostError> {
+        let (f, sem) = {
+            let st = self.inner.lock();
+            let e = st
+                .functions
+                .get(name)
+                .ok_or_else(|| HostError::NotFound(format!("function '{name}'")))?;
+            (e.info.clone(), e.sem.clone())
+        };
+        let Value::Object(args) = args else {
+            return Err(HostError::InvalidArgs(
+                "the arguments must be a JSON object".into(),
+            ));
+        };
+        let mut merged: Map<String, Value> = f
+            .parameters
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect();
+        merged.extend(args);
+        if let Some(p) = opts.path {
+            self.inner.forced_available(&f, p)?;
+        }
+        let id = activation_id();
+        let start = now_ms();
+        let pending = self.inner.pending(&f, &id, start);
+        let task = tokio::spawn(self.inner.clone().run_activation(
+            f,
+            sem,
+            Value::Object(merged),
+            id,
+            start,
+            opts.path,
+        ));
+        if !opts.blocking {
+            return Ok(pending);
+        }
+        match tokio::time::timeout(BLOCKING_WAIT, task).await {
+            Ok(Ok(act)) => Ok(act),
+            Ok(Err(e)) => Err(HostError::internal(e)),
+            Err(_) => Ok(pending),
+        }
+    }
+
+    pub async fn get_activation(&self, id: &str) -> Result<Activation, HostError> {
+        let store = self.inner.store.clone();
+        let idc = id.to_string();
+        tokio::task::spawn_blocking(move || store.load_activation(&idc))
+            .await
+            .map_err(HostError::internal)?
+            .ok_or_else(|| HostError::NotFound(format!("activation '{id}'")))
+    }
+
+    pub async fn list_snapshots(&self) -> Vec<SnapshotInfo> {
+        let st = self.inner.lock();
+        st.snaps.values().map(|r| r.info.clone()).collect()
+    }
+
+    pub async fn drop_snapshot(&self, id: u64) -> Result<(), HostError> {
+        let engine =
+            self.inner.engine.clone().ok_or_else(|| {
+                HostError::ModuleNotLoaded("seussd runs without snapshots".into())
+            })?;
+        {
+            let mut st = self.inner.lock();
+            if !st.snaps.contains_key(&id) {
+                return Err(HostError::NotFound(format!("snapshot {id}")));
+            }
+            if st.snaps.values().any(|r| r.info.parent == Some(id)) {
+                return Err(HostError::Busy(format!(
+                    "snapshot {id} has function snapshots; drop those first"
+                )));
+            }
+            match engine.snap_release(id) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(nix::errno::Errno::EBUSY) => {
+                    return Err(HostError::Busy(format!("snapshot {id} has children")))
+                }
+                Err(e) => return Err(HostError::internal(e)),
+            }
+            st.snaps.remove(&id);
+            if st.runtime_snap == Some(id) {
+                st.runtime_snap = None;
+            }
+            for e in st.functions.values_mut() {
+                if e.snap == Some(id) {
+                    e.snap = None;
+                }
+            }
+        }
+        self.inner.save_index();
+        self.inner.emit(HostEvent::SnapshotEvicted { id });
+        Ok(())
+    }
+
+    /// Builds the function's snapshot now (through the runtime path) and returns its id.
+    pub async fn prewarm(&self, name: &str) -> Result<u64, HostError> {
+        if !self.inner.snapshots_enabled() {
+            return Err(HostError::ModuleNotLoaded(
+                "seussd runs without snapshots".into(),
+            ));
+        }
+        let f = self.get_function(name).await?;
+        self.inner.prewarm(&f).await
+    }
+
+    pub fn stats(&self) -> Stats {
+        let st = self.inner.lock();
+        let (used, _) = crate::budget::candidates(&st);
+        Stats {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            module_present: self.inner.snapshots_enabled(),
+            budget_bytes: self.inner.cfg.budget_bytes(),
+            used_bytes: used,
+            snapshots: st.snaps.len() as u64,
+            instances: st.idle.len() as u64 + st.busy,
+            activations: self.inner.activations.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<HostEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Stops idle instances and pooled stubs (busy ones die with seussd: they have PDEATHSIG).
+    pub async fn shutdown(&self) {
+        let idle = std::mem::take(&mut self.inner.lock().idle);
+        for i in idle {
+            i.stop().await;
+        }
+        let stubs =
+            std::mem::take(&mut *self.inner.stubs.lock().unwrap_or_else(|e| e.into_inner()));
+        for mut s in stubs {
+            s.kill().await;
+        }
+    }
+}

@@ -1,0 +1,256 @@
+"""seuss launcher: runs one function instance (a "UC") and speaks the OpenWhisk ActionLoop line protocol.
+
+Descriptors (set up by seussd or by seuss-stub before a deploy):
+  0  stdin   one JSON object per line: {"init": {...}} once, then run messages
+             {"value": {...}, "namespace": ..., "action_name": ..., "activation_id": ..., "deadline": ...}
+  1  stdout  function output; "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX" after each init and activation
+  2  stderr  same
+  3  result  exactly one JSON line per init ({"ok": true} or {"error": ...}) and per activation (the result)
+  4  control a socket to seussd: {"doorbell": ...} / {"ready": pid} lines out, "armed"/"skip" lines in
+
+Snapshot points ("doorbells"): the launcher prints the addresses of two fresh 8-byte ctypes cells on fd 4,
+waits for seussd to arm a write watchpoint on the first one, then stores to it; the kernel parks the task and
+seussd captures it. Execution continues right after the store, either in this process (resumed) or in a
+copy-on-write child deployed from the snapshot, which finds its per-deploy cookie in the second cell.
+"""
+
+import ctypes
+import gc
+import json
+import os
+import random
+import sys
+import threading
+import traceback
+
+# Modules nearly every function needs: importing them here puts them in the runtime snapshot.
+import base64  # noqa: F401
+import collections  # noqa: F401
+import datetime  # noqa: F401
+import math  # noqa: F401
+import re  # noqa: F401
+import time  # noqa: F401
+
+MARK = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+RESULT_FD = 3
+CONTROL_FD = 4
+# Offset of the cached kernel tid in glibc's struct pthread on x86_64 (checked against gettid before use).
+GLIBC_TID_OFFSET = 0x2D0
+
+
+class LineReader:
+    """Reads lines from a raw descriptor; keeps no data beyond the line it returns if none was sent."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = bytearray()
+        self.scanned = 0
+
+    def readline(self):
+        while True:
+            i = self.buf.find(b"\n", self.scanned)
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[: i + 1]
+                self.scanned = 0
+                return line
+            self.scanned = len(self.buf)
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                if self.buf:
+                    line = bytes(self.buf)
+                    self.buf.clear()
+                    self.scanned = 0
+                    return line
+                return None
+            self.buf += chunk
+
+
+stdin = LineReader(0)
+control = LineReader(CONTROL_FD)
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def send_result(obj):
+    write_all(RESULT_FD, (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass"))
+
+
+def send_control(obj):
+    write_all(CONTROL_FD, (json.dumps(obj) + "\n").encode())
+
+
+def end_markers():
+    sys.stdout.write(MARK + "\n")
+    sys.stderr.write(MARK + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.pthread_self.restype = ctypes.c_void_p
+
+
+def tid_address():
+    """Address of glibc's cached tid, so the kernel can refresh it after a deploy; 0 if not found."""
+    try:
+        addr = _libc.pthread_self() + GLIBC_TID_OFFSET
+        if ctypes.c_int32.from_address(addr).value == threading.get_native_id():
+            return addr
+    except Exception:
+        pass
+    return 0
+
+
+def doorbell(kind):
+    """Rings a snapshot doorbell; returns the deploy cookie (0 when resumed in place or not armed)."""
+    bell = ctypes.c_uint64(0)
+    cookie = ctypes.c_uint64(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    gc.collect()
+    gc.freeze()
+    send_control({
+        "doorbell": kind,
+        "pid": os.getpid(),
+        "bell": ctypes.addressof(bell),
+        "cookie": ctypes.addressof(cookie),
+        "tid": tid_address(),
+    })
+    if control.readline() == b"armed":
+        bell.value = 1  # the write watchpoint fires here; a deployed child continues right after
+    return cookie.value
+
+
+def after_doorbell(cookie):
+    """Makes a freshly deployed instance unique, then tells seussd it is ready."""
+    if cookie:
+        random.seed(cookie)
+        try:
+            threading.main_thread()._set_native_id()
+        except Exception:
+            pass
+        # Descriptors above the protocol ones belong to the stub (e.g. its /dev/seuss): drop them.
+        os.closerange(CONTROL_FD + 1, 65536)
+    send_control({"ready": os.getpid(), "cookie": cookie})
+
+
+class Action:
+    def __init__(self):
+        self.main = None
+
+
+action = Action()
+
+
+def load_code(init):
+    code = init.get("code")
+    name = init.get("main") or "main"
+    if init.get("binary"):
+        import io
+        import tempfile
+        import zipfile
+
+        where = tempfile.mkdtemp(prefix="action-")
+        zipfile.ZipFile(io.BytesIO(base64.b64decode(code))).extractall(where)
+        sys.path.insert(0, where)
+        filename = os.path.join(where, "__main__.py")
+        with open(filename, encoding="utf-8") as f:
+            code = f.read()
+    else:
+        filename = "__main__.py"
+    namespace = {"__name__": "__main__", "__file__": filename, "__builtins__": __builtins__}
+    exec(compile(code, filename, "exec"), namespace)
+    entry = namespace.get(name)
+    if not callable(entry):
+        raise LookupError("Action entrypoint '%s' is not defined or not callable." % name)
+    return entry
+
+
+def handle_init(init):
+    if action.main is not None:
+        send_result({"error": "Cannot initialize the action more than once."})
+        return end_markers()
+    if not isinstance(init, dict) or not init.get("code"):
+        send_result({"error": "Missing main/no code to execute."})
+        return end_markers()
+    for key, value in (init.get("env") or {}).items():
+        os.environ[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    try:
+        action.main = load_code(init)
+    except Exception as ex:
+        traceback.print_exc()
+        send_result({"error": "Initialization has failed due to: %s" % ex})
+        return end_markers()
+    if init.get("snapshot"):
+        after_doorbell(doorbell("function"))
+    send_result({"ok": True})
+    end_markers()
+
+
+def handle_run(msg):
+    if action.main is None:
+        send_result({"error": "The action has not been initialized."})
+        return end_markers()
+    for key, value in msg.items():
+        if key != "value":
+            os.environ["__OW_" + key.upper()] = value if isinstance(value, str) else json.dumps(value)
+    try:
+        result = action.main(msg.get("value", {}))
+        line = json.dumps(result, ensure_ascii=False)
+    except Exception as ex:
+        traceback.print_exc()
+        line = json.dumps({"error": "An error has occurred: %s" % ex}, ensure_ascii=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    write_all(RESULT_FD, (line + "\n").encode("utf-8", "surrogatepass"))
+    end_markers()
+
+
+def warm_up():
+    """Anticipatory optimizations: run a throw-away activation through the whole path, then settle the heap."""
+    probe = {"value": {"probe": [1, "x", None]}, "activation_id": "0"}
+    json.loads(json.dumps(probe, ensure_ascii=False))
+    re.compile(r"^\s*$").match("")
+    "probe".encode("utf-8").decode("utf-8")
+    gc.collect()
+    gc.freeze()
+
+
+def loop():
+    while True:
+        line = stdin.readline()
+        if line is None:
+            return
+        if not line.strip():
+            continue
+        try:
+            msg = json.loads(line)
+            if not isinstance(msg, dict):
+                raise ValueError("message is not an object")
+        except Exception as ex:
+            send_result({"error": "Malformed message: %s" % ex})
+            end_markers()
+            continue
+        if "init" in msg:
+            handle_init(msg["init"])
+        else:
+            handle_run(msg)
+
+
+def main():
+    sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
+    sys.stderr.reconfigure(encoding="utf-8", errors="backslashreplace")
+    warm_up()
+    cookie = doorbell("runtime") if os.environ.get("SEUSS_SNAPSHOT") == "1" else 0
+    after_doorbell(cookie)
+    loop()
+
+
+if __name__ == "__main__":
+    main()

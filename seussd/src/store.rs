@@ -1,0 +1,274 @@
+//! Persistence under `state_dir`: one JSON file per function (`functions/NAME.json`) and per activation
+//! (`activations/ID.json`), plus the snapshot index (`snapshots.json`). Every write goes to a temporary file
+//! in the same directory, is fsynced, then renamed over the target (and the directory fsynced), so a crash
+//! leaves either the old or the new file. Leftover temporary files (dot-names) are ignored when loading.
+
+use crate::model::{Activation, FunctionInfo};
+use crate::util::is_activation_id;
+use serde::{de::DeserializeOwned, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// True for names OpenWhisk accepts as entity names (and that are safe as file names).
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphanumeric() || c == '_' => {}
+        _ => return false,
+    }
+    name.len() <= 256
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_@.-".contains(c))
+        && !name.contains("..")
+}
+
+/// Writes `data` to `path` atomically (temp file + fsync + rename + directory fsync).
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(
+        ".{base}.{}.{}.tmp",
+        std::process::id(),
+        crate::util::nonzero_u64()
+    ));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    let data = fs::read(path).ok()?;
+    match serde_json::from_slice(&data) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!("ignoring unreadable {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
+    let data = serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?;
+    write_atomic(path, &data)
+}
+
+impl Store {
+    /// Opens (creating) the state directory layout.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        for d in [
+            root.to_path_buf(),
+            root.join("functions"),
+            root.join("activations"),
+        ] {
+            fs::create_dir_all(&d)?;
+        }
+        // The root must be traversable by the instance user (the launcher lives below it); the records not.
+        fs::set_permissions(root, fs::Permissions::from_mode(0o711))?;
+        fs::set_permissions(root.join("functions"), fs::Permissions::from_mode(0o700))?;
+        fs::set_permissions(root.join("activations"), fs::Permissions::from_mode(0o700))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn function_path(&self, name: &str) -> PathBuf {
+        self.root.join("functions").join(format!("{name}.json"))
+    }
+
+    fn activation_path(&self, id: &str) -> PathBuf {
+        self.root.join("activations").join(format!("{id}.json"))
+    }
+
+    pub fn save_function(&self, f: &FunctionInfo) -> std::io::Result<()> {
+        assert!(
+            valid_name(&f.name),
+            "function names are validated before they reach the store"
+        );
+        write_json(&self.function_path(&f.name), f)
+    }
+
+    pub fn delete_function(&self, name: &str) -> std::io::Result<()> {
+        match fs::remove_file(self.function_path(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// All stored functions; temporary and unreadable files are skipped.
+    pub fn load_functions(&self) -> Vec<FunctionInfo> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.root.join("functions")) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            if let Some(f) = read_json::<FunctionInfo>(&e.path()) {
+                if valid_name(&f.name) && format!("{}.json", f.name) == name {
+                    out.push(f);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn save_activation(&self, a: &Activation) -> std::io::Result<()> {
+        assert!(is_activation_id(&a.activation_id));
+        write_json(&self.activation_path(&a.activation_id), a)
+    }
+
+    pub fn load_activation(&self, id: &str) -> Option<Activation> {
+        if !is_activation_id(id) {
+            return None;
+        }
+        read_json(&self.activation_path(id))
+    }
+
+    pub fn save_json<T: Serialize>(&self, file: &str, v: &T) -> std::io::Result<()> {
+        write_json(&self.root.join(file), v)
+    }
+
+    pub fn load_json<T: DeserializeOwned>(&self, file: &str) -> Option<T> {
+        read_json(&self.root.join(file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    fn func(name: &str, code: &str) -> FunctionInfo {
+        FunctionInfo {
+            namespace: "guest".into(),
+            name: name.into(),
+            version: "0.0.1".into(),
+            publish: false,
+            exec: Exec {
+                kind: "python:3".into(),
+                code: Some(code.into()),
+                main: None,
+                binary: false,
+            },
+            parameters: vec![KeyValue::new("k", "v")],
+            annotations: vec![],
+            limits: Limits::default(),
+            updated: 5,
+        }
+    }
+
+    #[test]
+    fn functions_round_trip_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.save_function(&func("b", "x")).unwrap();
+        s.save_function(&func("a", "def main(a): return a"))
+            .unwrap();
+        s.save_function(&func("a", "def main(a): return {}"))
+            .unwrap();
+        let all = s.load_functions();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], func("a", "def main(a): return {}"));
+        s.delete_function("b").unwrap();
+        s.delete_function("b").unwrap();
+        assert_eq!(Store::open(dir.path()).unwrap().load_functions().len(), 1);
+    }
+
+    #[test]
+    fn leftover_temp_and_corrupt_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.save_function(&func("good", "x")).unwrap();
+        let fdir = dir.path().join("functions");
+        // A crash between create and rename leaves a half-written dot-file behind.
+        fs::write(fdir.join(".evil.json.123.456.tmp"), b"{\"namespace\":").unwrap();
+        fs::write(
+            fdir.join(".hidden.json"),
+            serde_json::to_vec(&func("hidden", "x")).unwrap(),
+        )
+        .unwrap();
+        fs::write(fdir.join("torn.json"), b"{\"namespace\": \"gu").unwrap();
+        // A file whose content names another function is not trusted either.
+        fs::write(
+            fdir.join("other.json"),
+            serde_json::to_vec(&func("good", "y")).unwrap(),
+        )
+        .unwrap();
+        let names: Vec<_> = s.load_functions().into_iter().map(|f| f.name).collect();
+        assert_eq!(names, vec!["good"]);
+        // No temporary file is left behind by successful writes.
+        let tmps = fs::read_dir(&fdir)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name().to_string_lossy().ends_with(".tmp")
+                    && !e.file_name().to_string_lossy().contains("evil")
+            })
+            .count();
+        assert_eq!(tmps, 0);
+    }
+
+    #[test]
+    fn activations_round_trip_and_reject_bad_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let id = crate::util::activation_id();
+        let a = Activation {
+            namespace: "guest".into(),
+            name: "f".into(),
+            version: "0.0.1".into(),
+            subject: "u".into(),
+            activation_id: id.clone(),
+            start: 1,
+            end: 2,
+            duration: 1,
+            response: ActivationResponse {
+                status: "success".into(),
+                status_code: 0,
+                success: true,
+                result: serde_json::json!({"ü": "✓"}),
+            },
+            logs: vec!["l".into()],
+            annotations: vec![KeyValue::new("startPath", "cold")],
+            publish: false,
+        };
+        s.save_activation(&a).unwrap();
+        assert_eq!(s.load_activation(&id), Some(a));
+        assert_eq!(s.load_activation("../../etc/passwd"), None);
+        assert_eq!(s.load_activation(&crate::util::activation_id()), None);
+    }
+
+    #[test]
+    fn names_are_validated() {
+        for good in ["hello", "_x", "a.b-c@d", "A1"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", ".x", "a/b", "..", "a..b", "-x", "a b", &"x".repeat(257)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Scheduling with real instances: per-function concurrency (a burst queues, nothing is dropped, at most
+//! `max_instances_per_function` instances), idle expiry, and the budget deciding whether an instance may idle.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use seussd::host::InvokeOpts;
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_queues_within_the_per_function_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_instances_per_function = 2;
+    cfg.max_concurrent_deploys = 1;
+    let h = host_with(cfg, None).await;
+    h.put_function("slow", def("import os, time\ndef main(a):\n    time.sleep(0.1)\n    return {'pid': os.getpid(), 'i': a['i']}\n"), false)
+        .await
+        .unwrap();
+    let calls = (0..12).map(|i| {
+        let h = h.clone();
+        tokio::spawn(async move {
+            h.invoke(
+                "slow",
+                json!({"i": i}),
+                InvokeOpts {
+                    blocking: true,
+                    path: None,
+                },
+            )
+            .await
+            .unwrap()
+        })
+    });
+    let mut pids = HashSet::new();
+    for (i, c) in calls.enumerate() {
+        let a = c.await.unwrap();
+        assert_eq!(a.response.result["i"], json!(i), "{a:?}");
+        pids.insert(a.response.result["pid"].as_u64().unwrap());
+    }
+    assert!(
+        !pids.is_empty() && pids.len() <= 2,
+        "at most 2 instances served the burst: {pids:?}"
+    );
+    assert!(h.stats().instances <= 2);
+    assert_eq!(h.stats().activations, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.idle_timeout_s = 1;
+    let h = host_with(cfg, None).await;
+    h.put_function("f", def("def main(a):\n    return {}\n"), false)
+        .await
+        .unwrap();
+    let opts = InvokeOpts {
+        blocking: true,
+        path: None,
+    };
+    h.invoke("f", json!({}), opts.clone()).await.unwrap();
+    assert_eq!(h.stats().instances, 1);
+    assert!(
+        h.stats().used_bytes > 0,
+        "an idle instance counts against the budget"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(h.stats().instances, 0);
+    assert_eq!(h.stats().used_bytes, 0);
+    let a = h.invoke("f", json!({}), opts).await.unwrap();
+    assert_eq!(a.annotation("startPath"), Some(&json!("cold")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_does_not_fit_the_budget_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.memory_budget_mb = 1; // a python3 instance holds several MiB of private memory
+    let h = host_with(cfg, None).await;
+    h.put_function("f", def("def main(a):\n    return {'x': 1}\n"), false)
+        .await
+        .unwrap();
+    let opts = InvokeOpts {
+        blocking: true,
+        path: None,
+    };
+    let a = h.invoke("f", json!({}), opts.clone()).await.unwrap();
+    assert_eq!(a.response.result, json!({"x": 1}));
+    assert_eq!(h.stats().instances, 0);
+    let b = h.invoke("f", json!({}), opts).await.unwrap();
+    assert_eq!(b.annotation("startPath"), Some(&json!("cold")));
+}
