@@ -151,6 +151,28 @@ impl Device {
         Ok(a.freeze_id)
     }
 
+    /// Like [`Device::arm`], naming the target by a pidfd.
+    pub fn arm_pidfd(&self, pidfd: i32, point: FreezePoint) -> nix::Result<u64> {
+        let mut a = arg!(seuss_arm);
+        a.flags = SEUSS_ARM_PIDFD;
+        a.pid = pidfd;
+        match point {
+            FreezePoint::Exec(addr) => {
+                a.kind = SEUSS_ARM_EXEC;
+                a.addr = addr;
+            }
+            FreezePoint::Write { addr, len } => {
+                a.kind = SEUSS_ARM_WRITE;
+                a.addr = addr;
+                a.len = len;
+            }
+            FreezePoint::Now => a.kind = SEUSS_ARM_NOW,
+        }
+        // SAFETY: valid seuss_arm.
+        unsafe { ioc::arm(self.raw_fd(), &mut a) }?;
+        Ok(a.freeze_id)
+    }
+
     /// Waits up to `timeout_ms` for the freeze to leave the armed state (0: just query).
     pub fn wait(&self, freeze_id: u64, timeout_ms: u32) -> nix::Result<FreezeState> {
         let mut a = arg!(seuss_wait);
