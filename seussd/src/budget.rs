@@ -150,3 +150,49 @@ pub(crate) fn spawn_expiry(host: Weak<Inner>) {
         }
     });
 }
+
+/// An idle instance as seen from outside (benchmarks, diagnostics).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IdleInfo {
+    pub id: u64,
+    pub pid: i32,
+    pub function: String,
+    /// Started from a snapshot (its bytes are the pages it dirtied since the deploy).
+    pub deployed: bool,
+    /// Private bytes charged to the budget.
+    pub bytes: u64,
+}
+
+impl crate::host::Host {
+    /// The idle instances, oldest first.
+    pub fn idle_instances(&self) -> Vec<IdleInfo> {
+        let st = self.inner.lock();
+        st.idle
+            .iter()
+            .map(|i| IdleInfo {
+                id: i.id,
+                pid: i.proc.pid,
+                function: i.function.clone(),
+                deployed: i.deployed,
+                bytes: i.bytes,
+            })
+            .collect()
+    }
+
+    /// Stops the idle instances of `function` (all of them for `None`); returns how many.
+    pub async fn stop_idle(&self, function: Option<&str>) -> usize {
+        let gone = {
+            let mut st = self.inner.lock();
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.idle)
+                .into_iter()
+                .partition(|i| function.map_or(true, |f| i.function == f));
+            st.idle = keep;
+            gone
+        };
+        let n = gone.len();
+        for i in gone {
+            i.stop().await;
+        }
+        n
+    }
+}
