@@ -23,6 +23,13 @@ if ! command -v bindgen >/dev/null || ! bindgen --version | grep -q '0\.73'; the
     cargo install --locked --quiet bindgen-cli@0.73.0 || cargo install --locked --quiet bindgen-cli
 fi
 
+# virtio-fs for VMs that boot systemd (see scripts/vm.sh); the Rust virtiofsd is on crates.io.
+if ! command -v virtiofsd >/dev/null; then
+    echo "deps: cargo install virtiofsd"
+    apt-get install -y -qq --no-install-recommends libseccomp-dev libcap-ng-dev >/dev/null
+    cargo install --locked --quiet virtiofsd
+fi
+
 if ! command -v vng >/dev/null; then
     echo "deps: pip install virtme-ng"
     pip3 install --quiet virtme-ng || pip3 install --quiet --break-system-packages virtme-ng

@@ -25,6 +25,7 @@ pub const CASES: &[Case] = &[
     Case { name: "second_freeze_on_same_task_is_ebusy", run: double_arm },
     Case { name: "unprivileged_arm_and_deploy_are_eperm", run: unprivileged },
     Case { name: "multithreaded_target_is_eopnotsupp", run: threads },
+    Case { name: "shared_writable_anonymous_memory_is_eopnotsupp", run: shared_anon },
     Case { name: "killing_a_frozen_task_leaves_it_dead", run: kill_frozen },
     Case { name: "exit_between_freeze_and_capture", run: exit_before_capture },
     Case { name: "closing_fd_releases_armed_and_frozen_tasks", run: close_fd },
@@ -417,6 +418,22 @@ fn threads() -> Result<(), String> {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(t.pid()), nix::sys::signal::Signal::SIGKILL);
     t.wait();
     check(r.err() == Some(Errno::EOPNOTSUPP), || format!("arm of a 2-thread task: {r:?}"))
+}
+
+fn shared_anon() -> Result<(), String> {
+    ensure_loaded()?;
+    let d = dev()?;
+    let before = d.stats().map_err(e("STATS"))?;
+    let (mut t, id) = frozen_target(&d, &["shared"])?;
+    let r = d.capture(id);
+    // The refused task is still frozen and can run on.
+    d.release(id, false).map_err(e("RESUME"))?;
+    t.send("check")?;
+    let l = t.line()?;
+    check(t.wait() == REPORT_OK, || format!("source after refusal: {l}"))?;
+    check(r.err() == Some(Errno::EOPNOTSUPP), || format!("capture with MAP_SHARED|MAP_ANONYMOUS: {r:?}"))?;
+    let after = d.stats().map_err(e("STATS"))?;
+    check(after.snapshots == before.snapshots && after.pages_held == before.pages_held, || format!("{before:?} -> {after:?}"))
 }
 
 fn kill_frozen() -> Result<(), String> {

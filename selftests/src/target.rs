@@ -13,6 +13,7 @@
 //!   second doorbell (the tree test captures there), then checks both layers.
 //! - `threads`: spawns a thread and waits (a multi-threaded target to be refused).
 //! - `sleep`: blocks reading stdin (freeze-now target).
+//! - `shared`: like `watch`, with a shared writable anonymous mapping (capture must refuse it).
 
 use std::arch::asm;
 use std::cell::Cell;
@@ -205,6 +206,15 @@ fn main() {
             std::process::exit(if line.trim() == "after" { 42 } else { 1 });
         }
         _ => {}
+    }
+    if mode == "shared" {
+        // Shared writable anonymous memory: a snapshot of it would not be immutable.
+        // SAFETY: a fresh anonymous mapping, touched once.
+        unsafe {
+            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0);
+            assert!(p != libc::MAP_FAILED);
+            *(p as *mut u8) = 1;
+        }
     }
     let mut mem = vec![0u8; PAGES * 4096];
     for (i, b) in mem.iter_mut().enumerate() {
