@@ -68,6 +68,8 @@ fn deploy_and_check(d: &Device, snap: u64) -> Result<(), String> {
     let pid = s.pid;
     let code = s.wait();
     expect_report(&line, pid)?;
+    // MADV_WIPEONFORK memory is empty in a snapshot, as in a fork child.
+    check(field(&line, "wipe") == Some("0"), || format!("wipe-on-fork page kept its data: {line}"))?;
     check(code == REPORT_OK, || format!("child exit {code}: {line}"))
 }
 
@@ -85,6 +87,7 @@ fn watch_deploy3() -> Result<(), String> {
     let line = t.line()?;
     let pid = t.pid();
     expect_report(&line, pid)?;
+    check(field(&line, "wipe") == Some("85"), || format!("the source lost its wipe-on-fork page: {line}"))?;
     check(t.wait() == REPORT_OK, || "source did not finish normally".into())?;
     let info = d.snap_info(snap).map_err(e("SNAP_INFO"))?;
     check(info.deployed == 3 && info.parent_id == 0 && info.depth == 0, || format!("info {info:?}"))?;

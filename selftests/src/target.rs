@@ -31,6 +31,7 @@ thread_local! {
 static USR1_HITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 static mut ALTSTACK: usize = 0;
 static mut TIDVAR: u32 = 0;
+static mut WIPE_PAGE: usize = 0;
 static mut DOORBELL: u64 = 0;
 static mut DOORBELL2: u64 = 0;
 static mut COOKIE: u64 = 0;
@@ -180,9 +181,11 @@ fn report_and_exit(mem: &[u8], regs: (u64, u64), extra: &[u8], extra_base: usize
     let tidvar = unsafe { std::ptr::read_volatile(&raw const TIDVAR) };
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    // SAFETY: WIPE_PAGE is a mapping made before the freeze (or 0 in modes without it).
+    let wiped = unsafe { if WIPE_PAGE != 0 { *(WIPE_PAGE as *const u8) } else { 0 } };
     say(&format!(
-        "report pid={} mem={} regs={} r12={:#x} xmm={:#x} tls={} errno={} heap={} sig={} usr1={} cookie={} tidvar={} tid={}",
-        std::process::id(), mem_ok && extra_ok, regs_ok, regs.0, regs.1, tls_ok, errno_ok, heap_ok, sig_ok, usr1_before, cookie, tidvar, tid
+        "report pid={} mem={} regs={} r12={:#x} xmm={:#x} tls={} errno={} heap={} sig={} usr1={} cookie={} tidvar={} tid={} wipe={}",
+        std::process::id(), mem_ok && extra_ok, regs_ok, regs.0, regs.1, tls_ok, errno_ok, heap_ok, sig_ok, usr1_before, cookie, tidvar, tid, wiped
     ));
     // Children leave through exit_group: buffers flushed above.
     std::process::exit(code);
@@ -215,6 +218,15 @@ fn main() {
             assert!(p != libc::MAP_FAILED);
             *(p as *mut u8) = 1;
         }
+    }
+    // A MADV_WIPEONFORK page: fork semantics say copies (snapshots, and so their children) see zeros.
+    // SAFETY: a fresh private anonymous mapping we own for the life of the process.
+    unsafe {
+        let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        assert!(p != libc::MAP_FAILED);
+        *(p as *mut u8) = 0x55;
+        libc::madvise(p, 4096, libc::MADV_WIPEONFORK);
+        WIPE_PAGE = p as usize;
     }
     let mut mem = vec![0u8; PAGES * 4096];
     for (i, b) in mem.iter_mut().enumerate() {
