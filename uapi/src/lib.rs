@@ -132,30 +132,18 @@ impl Device {
 
     /// Arms a freeze point on task `pid`; returns the freeze id.
     pub fn arm(&self, pid: i32, point: FreezePoint) -> nix::Result<u64> {
-        let mut a = arg!(seuss_arm);
-        a.pid = pid;
-        match point {
-            FreezePoint::Exec(addr) => {
-                a.kind = SEUSS_ARM_EXEC;
-                a.addr = addr;
-            }
-            FreezePoint::Write { addr, len } => {
-                a.kind = SEUSS_ARM_WRITE;
-                a.addr = addr;
-                a.len = len;
-            }
-            FreezePoint::Now => a.kind = SEUSS_ARM_NOW,
-        }
-        // SAFETY: valid seuss_arm.
-        unsafe { ioc::arm(self.raw_fd(), &mut a) }?;
-        Ok(a.freeze_id)
+        self.arm_with(0, pid, point)
     }
 
     /// Like [`Device::arm`], naming the target by a pidfd.
     pub fn arm_pidfd(&self, pidfd: i32, point: FreezePoint) -> nix::Result<u64> {
+        self.arm_with(SEUSS_ARM_PIDFD, pidfd, point)
+    }
+
+    fn arm_with(&self, flags: u32, pid: i32, point: FreezePoint) -> nix::Result<u64> {
         let mut a = arg!(seuss_arm);
-        a.flags = SEUSS_ARM_PIDFD;
-        a.pid = pidfd;
+        a.flags = flags;
+        a.pid = pid;
         match point {
             FreezePoint::Exec(addr) => {
                 a.kind = SEUSS_ARM_EXEC;
