@@ -2,6 +2,8 @@
 #! Boots the cached patched kernel in a TCG VM (virtme-ng, host root read-only over 9p), runs one shell
 #! command there as root, and returns the command's real exit status and output to the host.
 #!   scripts/vm.sh [--systemd] [--timeout SECONDS] -- 'command'
+#! --systemd boots with systemd as PID 1 (QEMU started directly, root over virtio-fs with a tmpfs overlay);
+#! the command then runs as systemd's kernel-command-line.service and the guest powers off after it.
 #! Fails loudly (exit 1, offending lines printed) if the guest's kernel log shows an oops, WARNING:, BUG:,
 #! a lockdep report, KASAN/UBSAN, a panic or a hung task, even if the command itself succeeded.
 #! The guest sees the host's files at the same paths; $SEUSS_OUT is a host directory it may write.
@@ -23,8 +25,7 @@ cmd="$*"
 "$SEUSS_ROOT/scripts/kernel.sh" --check || "$SEUSS_ROOT/scripts/kernel.sh" >/dev/null
 kimg="$KBUILD/arch/x86/boot/bzImage"
 if ((${#systemd[@]})); then
-    rootfs=()
-    mkdir -p /usr/lib/modules   # vng --systemd wants the host's module directory to exist
+    rootfs=()                   # unused: the --systemd run starts QEMU itself (below)
 else
     rootfs=(--force-9p)         # the root filesystem every other run was validated with
 fi
@@ -43,36 +44,76 @@ chmod +x "$out/guest.sh"
 echo "vm: booting $(basename "$kimg") ($(cat "$KBUILD/.seuss-hash")) under TCG; output in $out" >&2
 set +e
 if ((${#systemd[@]})); then
-    # Under systemd virtme-ng-init does not run, so neither the --exec hook nor the shared output directory
-    # exist: systemd runs the script itself (systemd.run=, kernel-command-line.service), the script writes
-    # to the serial console between markers, and the guest powers off when it is done.
-    gs="$SEUSS_ROOT/target/vm-guest-$(basename "$out").sh"
-    mkdir -p "$SEUSS_ROOT/target"
-    cat > "$gs" <<GUEST
+    # QEMU is started directly here, not through vng: the host root carries /.dockerenv, so systemd in
+    # the guest detected "docker", took PID 1's argv for the kernel command line and ignored every
+    # systemd.* option (systemd.run=, systemd.mask=), and vng's own init hook never ran either.
+    # Our init ($out/init.sh, PID 1 until systemd) puts a tmpfs overlay over the read-only virtio-fs
+    # root with /.dockerenv whited out (nothing written reaches the host), mounts $out (a second,
+    # writable virtio-fs share) at the same path, pivots into the overlay and execs systemd.
+    # systemd runs guest.sh as kernel-command-line.service (systemd.run=) and powers off after it.
+    qemu_pids=(); vfs_pids=()
+    vfs="$(mktemp -d /tmp/seuss-vfs.XXXXXX)"
+    # shellcheck disable=SC2317,SC2329 # called from the trap
+    cleanup_vm() {
+        local p
+        for p in "${qemu_pids[@]}" "${vfs_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+        rm -rf "$vfs"
+    }
+    trap cleanup_vm EXIT
+    moddir="$KBUILD/.virtme_mods/lib/modules/0.0.0"
+    cat > "$out/init.sh" <<INIT
+#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+fail() { echo "seuss-init: \$*" > /dev/console; exit 1; }   # PID 1 exits: panic=-1, QEMU -no-reboot ends
+mount -t proc proc /proc || fail "mount /proc"
+mount -t tmpfs -o mode=0755 seuss-root /run || fail "tmpfs on /run"
+mkdir -p /run/upper/etc /run/work /run/root || fail mkdir
+mknod /run/upper/.dockerenv c 0 0 || fail "whiteout /.dockerenv"
+: > /run/upper/etc/fstab
+mount -t overlay seuss-root -o lowerdir=/,upperdir=/run/upper,workdir=/run/work /run/root || fail "overlay root"
+mount -t virtiofs seussout /run/root$out || fail "virtio-fs $out"
+if [ -d "$moddir" ]; then mkdir -p /run/root/usr/lib/modules && ln -sfn "$moddir" "/run/root/usr/lib/modules/\$(uname -r)"; fi
+cd /run/root && mkdir -p .seuss-oldroot && pivot_root . .seuss-oldroot || fail pivot_root
+exec chroot . /bin/sh -c 'mount -t proc proc /proc; umount -l /.seuss-oldroot && rmdir /.seuss-oldroot; exec /sbin/init' \
+    < /dev/console > /dev/console 2>&1
+INIT
+    cat > "$out/guest.sh" <<GUEST
 #!/bin/bash
-exec > /dev/ttyS0 2>&1
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export SEUSS_OUT=$out PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 cd "$PWD"
-echo "@@SEUSS-BEGIN@@"
-( $cmd ) 2>&1 | tr -d '\r'
-rc=\${PIPESTATUS[0]}
-echo "@@SEUSS-END@@"
-echo "@@SEUSS-RC=\$rc@@"
-dmesg | sed 's/^/@@DMESG@@ /'
-echo "@@SEUSS-DONE@@"
+( $cmd ) > "$out/guest.log" 2>&1 < /dev/null
+echo \$? > "$out/rc"
+dmesg > "$out/dmesg"
+sync
+exit 0
 GUEST
-    chmod +x "$gs"
-    timeout --foreground -k 10 "$timeout_s" vng -v -r "$kimg" --disable-kvm -m 4G -p 2 "${systemd[@]}" \
-        --append "systemd.run=$gs" --append systemd.run_success_action=poweroff \
-        --append systemd.run_failure_action=poweroff </dev/null > "$out/console" 2>&1
+    chmod +x "$out/init.sh" "$out/guest.sh"
+    virtiofsd --socket-path "$vfs/root.sock" --shared-dir / --readonly --sandbox none --cache always \
+        --no-announce-submounts > "$vfs/root.log" 2>&1 &
+    vfs_pids+=($!)
+    virtiofsd --socket-path "$vfs/out.sock" --shared-dir "$out" --sandbox none --cache auto \
+        --no-announce-submounts > "$vfs/out.log" 2>&1 &
+    vfs_pids+=($!)
+    for _ in $(seq 1 100); do [[ -S "$vfs/root.sock" && -S "$vfs/out.sock" ]] && break; sleep 0.1; done
+    kargs=(console=ttyS0 loglevel=5 panic=-1 root=ROOTFS rootfstype=virtiofs ro raid=noautodetect
+        audit=off luks=no systemd.zram=0 systemd.hostname=seuss-vm
+        systemd.mask=serial-getty@ttyS0.service systemd.mask=getty@tty1.service
+        "systemd.run=$out/guest.sh" systemd.run_success_action=poweroff systemd.run_failure_action=poweroff
+        "init=$out/init.sh")
+    timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -name seuss-vm-systemd -machine q35 -cpu max \
+        -m 4G -smp 2 -object memory-backend-memfd,id=mem,size=4G,share=on -numa node,memdev=mem \
+        -chardev socket,id=vfsroot,path="$vfs/root.sock" -device vhost-user-fs-pci,chardev=vfsroot,tag=ROOTFS \
+        -chardev socket,id=vfsout,path="$vfs/out.sock" -device vhost-user-fs-pci,chardev=vfsout,tag=seussout \
+        -parallel none -net none -vga none -display none -monitor none -no-reboot \
+        -serial "file:$out/console.txt" -kernel "$kimg" -append "${kargs[*]}" </dev/null > "$out/qemu.log" 2>&1 &
+    qemu_pids+=($!)
+    wait "${qemu_pids[0]}"
     vrc=$?
-    rm -f "$gs"
-    tr -d '\r' < "$out/console" > "$out/console.txt"
-    sed -n '/^@@SEUSS-BEGIN@@/,/^@@SEUSS-END@@/p' "$out/console.txt" | sed '1d;$d' > "$out/guest.log"
-    sed -n 's/^@@DMESG@@ //p' "$out/console.txt" > "$out/dmesg"
-    rcv="$(sed -n 's/^@@SEUSS-RC=\([0-9]*\)@@$/\1/p' "$out/console.txt" | tail -1)"
-    [[ -n "$rcv" ]] && echo "$rcv" > "$out/rc"
-    : > "$out/console"   # systemd's own status lines are not kernel reports; dmesg is checked below
+    qemu_pids=()
+    cat "$out/qemu.log" >> "$out/console.txt"
+    # Kernel lines only (loglevel=5: warnings and worse, including those after dmesg was saved, at
+    # shutdown); systemd's status lines on the same console are not kernel reports.
+    tr -d '\r' < "$out/console.txt" | grep -aE '^\[ *[0-9]+\.[0-9]+\] ' > "$out/console" || true
 else
     timeout --foreground -k 10 "$timeout_s" vng ${SEUSS_VM_VERBOSE:+-v} -r "$kimg" --disable-kvm -m 4G -p 2 --rwdir="$out" --rodir="$SEUSS_ROOT" "${rootfs[@]}" \
         --exec "bash $out/guest.sh" </dev/null > "$out/console" 2>&1
@@ -81,8 +122,8 @@ fi
 set -e
 cat "$out/guest.log" 2>/dev/null || true
 if [[ ! -f "$out/rc" ]]; then
-    echo "vm: the guest command did not finish (vng exit $vrc); console:" >&2
-    tail -40 "$out/console" "$out/console.txt" 2>/dev/null >&2
+    echo "vm: the guest command did not finish (VM exit $vrc); console:" >&2
+    tail -40 "$out/console" "$out/console.txt" >&2 2>/dev/null
     exit 1
 fi
 rc="$(cat "$out/rc")"
