@@ -115,7 +115,7 @@ GUEST
     # shutdown); systemd's status lines on the same console are not kernel reports.
     tr -d '\r' < "$out/console.txt" | grep -aE '^\[ *[0-9]+\.[0-9]+\] ' > "$out/console" || true
 else
-    timeout --foreground -k 10 "$timeout_s" vng ${SEUSS_VM_VERBOSE:+-v} -r "$kimg" --disable-kvm -m 4G -p 2 --rwdir="$out" --rodir="$SEUSS_ROOT" "${rootfs[@]}" \
+    timeout --foreground -k 10 "$timeout_s" vng -v -r "$kimg" --disable-kvm -m 4G -p 2 --rwdir="$out" --rodir="$SEUSS_ROOT" "${rootfs[@]}" \
         --exec "bash $out/guest.sh" </dev/null > "$out/console" 2>&1
     vrc=$?
 fi
