@@ -24,6 +24,11 @@ cmd="$*"
 [[ -n "$cmd" ]] || { echo "usage: scripts/vm.sh [--systemd] [--timeout S] -- 'command'" >&2; exit 2; }
 "$SEUSS_ROOT/scripts/kernel.sh" --check || "$SEUSS_ROOT/scripts/kernel.sh" >/dev/null
 kimg="$KBUILD/arch/x86/boot/bzImage"
+# One vCPU: under TCG with two, a static key flipped while other vCPUs run (perf's sched-in key toggles
+# whenever the first or last per-task perf event, e.g. our breakpoints, comes or goes) left a stale int3
+# in a translated block: "Oops: int3" in finish_task_switch, a panic of the emulator's making, not the
+# kernel's (real CPUs serialise cross-modified code). SEUSS_VM_CPUS overrides.
+VCPUS="${SEUSS_VM_CPUS:-1}"
 if ((${#systemd[@]})); then
     rootfs=()                   # unused: the --systemd run starts QEMU itself (below)
 else
@@ -101,7 +106,7 @@ GUEST
         "systemd.run=$out/guest.sh" systemd.run_success_action=poweroff systemd.run_failure_action=poweroff
         "init=$out/init.sh")
     timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -name seuss-vm-systemd -machine q35 -cpu max \
-        -m 4G -smp 2 -object memory-backend-memfd,id=mem,size=4G,share=on -numa node,memdev=mem \
+        -m 4G -smp "$VCPUS" -object memory-backend-memfd,id=mem,size=4G,share=on -numa node,memdev=mem \
         -chardev socket,id=vfsroot,path="$vfs/root.sock" -device vhost-user-fs-pci,chardev=vfsroot,tag=ROOTFS \
         -chardev socket,id=vfsout,path="$vfs/out.sock" -device vhost-user-fs-pci,chardev=vfsout,tag=seussout \
         -parallel none -net none -vga none -display none -monitor none -no-reboot \
@@ -115,7 +120,7 @@ GUEST
     # shutdown); systemd's status lines on the same console are not kernel reports.
     tr -d '\r' < "$out/console.txt" | grep -aE '^\[ *[0-9]+\.[0-9]+\] ' > "$out/console" || true
 else
-    timeout --foreground -k 10 "$timeout_s" vng -v -r "$kimg" --disable-kvm -m 4G -p 2 --rwdir="$out" --rodir="$SEUSS_ROOT" "${rootfs[@]}" \
+    timeout --foreground -k 10 "$timeout_s" vng -v -r "$kimg" --disable-kvm -m 4G -p "$VCPUS" --rwdir="$out" --rodir="$SEUSS_ROOT" "${rootfs[@]}" \
         --exec "bash $out/guest.sh" </dev/null > "$out/console" 2>&1
     vrc=$?
 fi
