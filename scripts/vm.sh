@@ -123,6 +123,8 @@ else
     timeout --foreground -k 10 "$timeout_s" vng -v -r "$kimg" --disable-kvm -m 4G -p "$VCPUS" --rwdir="$out" --rodir="$SEUSS_ROOT" "${rootfs[@]}" \
         --exec "bash $out/guest.sh" </dev/null > "$out/console" 2>&1
     vrc=$?
+    # A timed-out vng can leave its QEMU behind; QEMU's command line names $out (the --rwdir share).
+    pkill -9 -f -- "$out" 2>/dev/null || true
 fi
 set -e
 cat "$out/guest.log" 2>/dev/null || true

@@ -48,7 +48,20 @@ impl Inner {
         let _permit = sem.acquire_owned().await;
         let wait_ms = now_ms().saturating_sub(start);
         let mut act = self.pending(&f, &id, start);
-        let (status, result, logs, path, init_ms) = match self.start_instance(&f, forced).await {
+        // The used instance goes back to the pool (or is stopped) while the record is stored.
+        let mut after = None;
+        let msg = json!({
+            "value": args,
+            "namespace": f.namespace,
+            "action_name": format!("/{}/{}", f.namespace, f.name),
+            "action_version": f.version,
+            "activation_id": id,
+            "transaction_id": id,
+            "deadline": (now_ms() + f.limits.timeout).to_string(),
+        });
+        let mut line = serde_json::to_vec(&msg).expect("JSON values serialize");
+        line.push(b'\n');
+        let (status, result, logs, path, init_ms) = match self.start_instance(&f, forced, Some(&line)).await {
             Err(crate::starts::StartError::Init { path, logs, error }) => (
                 status::DEVELOPER_ERROR,
                 json!({ "error": error }),
@@ -78,26 +91,18 @@ impl Inner {
                 let mut inst = started.inst;
                 let deadline =
                     tokio::time::Instant::now() + Duration::from_millis(f.limits.timeout);
-                let msg = json!({
-                    "value": args,
-                    "namespace": f.namespace,
-                    "action_name": format!("/{}/{}", f.namespace, f.name),
-                    "action_version": f.version,
-                    "activation_id": id,
-                    "transaction_id": id,
-                    "deadline": (now_ms() + f.limits.timeout).to_string(),
-                });
-                let reply =
-                    crate::reply::exchange(&mut inst.proc, &msg, deadline, self.reply_limits())
-                        .await;
+                let t_run = std::time::Instant::now();
+                let reply = if started.run_sent {
+                    crate::reply::collect(&mut inst.proc, None, deadline, self.reply_limits()).await
+                } else {
+                    crate::reply::send_line(&mut inst.proc, &line, deadline, self.reply_limits())
+                        .await
+                };
+                tracing::debug!(target: "seussd::timing", "run exchange {:?}", t_run.elapsed());
                 let mut logs = started.logs;
                 logs.extend(reply.logs);
                 let (status, result, healthy) = self.judge(&f, reply.result);
-                if healthy {
-                    self.park(inst).await;
-                } else {
-                    self.retire(inst).await;
-                }
+                after = Some((inst, healthy));
                 (status, result, logs, Some(started.path), started.init_ms)
             }
         };
@@ -134,10 +139,23 @@ impl Inner {
         self.activations.fetch_add(1, Ordering::Relaxed);
         let store = self.store.clone();
         let rec = act.clone();
-        match tokio::task::spawn_blocking(move || store.save_activation(&rec)).await {
+        let t_save = std::time::Instant::now();
+        let release = async {
+            match after {
+                Some((inst, true)) => self.park(inst).await,
+                Some((inst, false)) => self.retire(inst).await,
+                None => {}
+            }
+        };
+        let (saved, ()) = tokio::join!(
+            tokio::task::spawn_blocking(move || store.save_activation(&rec)),
+            release
+        );
+        match saved {
             Ok(Ok(())) => {}
             e => tracing::error!("saving activation {id}: {e:?}"),
         }
+        tracing::debug!(target: "seussd::timing", "park + save {:?}", t_save.elapsed());
         act
     }
 

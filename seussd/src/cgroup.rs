@@ -55,6 +55,11 @@ impl Cgroup {
         self.path.join("cgroup.procs")
     }
 
+    /// Sets `memory.max` (a stub's cgroup becomes its instance's).
+    pub fn set_memory_max(&self, bytes: u64) -> std::io::Result<()> {
+        fs::write(self.path.join("memory.max"), bytes.to_string())
+    }
+
     /// Moves process `pid` into this cgroup.
     pub fn add(&self, pid: i32) -> std::io::Result<()> {
         fs::write(self.procs_file(), pid.to_string())

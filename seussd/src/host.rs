@@ -46,7 +46,7 @@ pub(crate) struct Inner {
     pub runtime_lock: tokio::sync::Mutex<()>,
     pub building_runtime: AtomicBool,
     pub runtime_failed_ms: AtomicU64,
-    pub stubs: Mutex<Vec<Proc>>,
+    pub stubs: Mutex<Vec<crate::deploy::Stub>>,
     pub refilling: AtomicBool,
 }
 
@@ -104,6 +104,25 @@ pub(crate) struct State {
     pub runtime_snap: Option<u64>,
     pub idle: Vec<Instance>,
     pub busy: u64,
+}
+
+/// Raises the soft open-file limit to the hard one: every instance holds five descriptors in seussd
+/// (stdin, stdout, stderr, result pipe, control socket), so a burst of new functions parks hundreds of
+/// instances, more than the usual soft limit of 1024 allows.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("could not raise the open-file limit");
+            }
+        }
+    }
 }
 
 fn supported_kind(kind: &str) -> bool {
@@ -289,6 +308,7 @@ impl Host {
         engine: Option<Arc<dyn SnapshotEngine>>,
     ) -> anyhow::Result<Host> {
         cfg.validate()?;
+        raise_nofile_limit();
         let store = Store::open(&cfg.state_dir)?;
         let rt_dir = cfg.state_dir.join("runtime");
         std::fs::create_dir_all(&rt_dir)?;
@@ -602,8 +622,8 @@ impl Host {
         }
         let stubs =
             std::mem::take(&mut *self.inner.stubs.lock().unwrap_or_else(|e| e.into_inner()));
-        for mut s in stubs {
-            s.kill().await;
+        for s in stubs {
+            self.inner.discard_stub(s).await;
         }
     }
 }

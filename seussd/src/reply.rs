@@ -119,7 +119,12 @@ pub async fn collect(
 pub async fn exchange(p: &mut Proc, msg: &Value, deadline: Instant, lim: ReplyLimits) -> Reply {
     let mut line = serde_json::to_vec(msg).expect("JSON values serialize");
     line.push(b'\n');
-    match tokio::time::timeout_at(deadline, p.send_stdin(&line)).await {
+    send_line(p, &line, deadline, lim).await
+}
+
+/// Sends one message line (ending in a newline) and collects the reply.
+pub async fn send_line(p: &mut Proc, line: &[u8], deadline: Instant, lim: ReplyLimits) -> Reply {
+    match tokio::time::timeout_at(deadline, p.send_stdin(line)).await {
         Ok(Ok(())) => collect(p, None, deadline, lim).await,
         Ok(Err(_)) => Reply {
             result: Err(ReplyError::Exited),

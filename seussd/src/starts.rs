@@ -26,6 +26,9 @@ pub(crate) struct Started {
     pub path: StartPath,
     pub logs: Vec<String>,
     pub init_ms: u64,
+    /// The run message was already written to the instance's stdin (the warm path queues it behind the
+    /// init reply, saving a round trip); only its reply remains to be read.
+    pub run_sent: bool,
 }
 
 #[derive(Debug)]
@@ -167,6 +170,7 @@ impl Inner {
                     path,
                     logs: reply.logs,
                     init_ms: t0.elapsed().as_millis() as u64,
+                    run_sent: false,
                 });
             }
             Ok(v) => v
@@ -187,11 +191,13 @@ impl Inner {
         })
     }
 
-    /// Gets an instance of `f` ready to run, by the cheapest path available (or the forced one).
+    /// Gets an instance of `f` ready to run, by the cheapest path available (or the forced one). `run` is
+    /// the run message line, which a warm start sends early (see [`Started::run_sent`]).
     pub(crate) async fn start_instance(
         self: &Arc<Self>,
         f: &FunctionInfo,
         mut forced: Option<StartPath>,
+        run: Option<&[u8]>,
     ) -> Result<Started, StartError> {
         loop {
             let (plan, fsnap, rsnap) = {
@@ -224,6 +230,7 @@ impl Inner {
                         path: StartPath::Hot,
                         logs: vec![],
                         init_ms: 0,
+                        run_sent: false,
                     });
                 }
                 if plan.capture {
@@ -244,7 +251,7 @@ impl Inner {
                 .map_err(|e| StartError::Internal(e.to_string()))?;
             let r = match plan.path {
                 StartPath::Warm => {
-                    self.start_warm(f, fsnap.expect("warm implies a snapshot"))
+                    self.start_warm(f, fsnap.expect("warm implies a snapshot"), run)
                         .await
                 }
                 StartPath::Runtime => {
@@ -305,21 +312,34 @@ impl Inner {
         self: &Arc<Self>,
         f: &FunctionInfo,
         snap: SnapRec,
+        run: Option<&[u8]>,
     ) -> Result<Started, StartError> {
         let t0 = Instant::now();
         let deadline = t0 + Duration::from_millis(self.cfg.init_timeout_ms);
         let id = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        let cg = self.make_cgroup(f, id);
-        let mut p = self.deploy(&snap, cg.as_ref(), deadline).await?;
+        let (mut p, cg) = self.deploy(&snap, f, deadline).await?;
+        let t_dep = t0.elapsed();
+        // Queue the run message now: the launcher reads it right after answering the init.
+        let run_sent = match run {
+            Some(line) => matches!(
+                tokio::time::timeout_at(deadline, p.send_stdin(line)).await,
+                Ok(Ok(()))
+            ),
+            None => false,
+        };
         // The child resumes in the init handler and answers the init captured in the snapshot.
         let reply = reply::collect(&mut p, None, deadline, self.reply_limits()).await;
-        self.finish_init(
-            self.new_instance(f, p, true, cg, id),
-            reply,
-            StartPath::Warm,
-            t0,
-        )
-        .await
+        tracing::debug!(target: "seussd::timing", "warm {}: deployed {:?} init reply {:?}", f.name, t_dep, t0.elapsed());
+        let mut started = self
+            .finish_init(
+                self.new_instance(f, p, true, cg, id),
+                reply,
+                StartPath::Warm,
+                t0,
+            )
+            .await?;
+        started.run_sent = run_sent;
+        Ok(started)
     }
 
     pub(crate) async fn start_runtime(
@@ -331,8 +351,7 @@ impl Inner {
         let t0 = Instant::now();
         let deadline = t0 + Duration::from_millis(self.cfg.init_timeout_ms);
         let id = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        let cg = self.make_cgroup(f, id);
-        let mut p = self.deploy(&rt, cg.as_ref(), deadline).await?;
+        let (mut p, cg) = self.deploy(&rt, f, deadline).await?;
         let mut line = serde_json::to_vec(&self.init_msg(f, capture)).expect("JSON");
         line.push(b'\n');
         let mut first = None;
