@@ -184,14 +184,12 @@ impl Freeze {
 
     /// The park loop, in the target's context.
     fn park(&self) {
-        let reg = crate::registry::get();
         if task::current_is_exiting() {
             self.finish(DEAD);
             return;
         }
         // SAFETY: reading current's own user frame.
         self.ip.store(unsafe { (*bindings::task_pt_regs(bp::current_task())).ip } as u64, Ordering::SeqCst);
-        reg.frozen.fetch_add(1, Ordering::Relaxed);
         self.set_state(FROZEN);
         let end = loop {
             if self.wq.wait_nonzero_killable(&self.cmd).is_err() {
@@ -215,7 +213,6 @@ impl Freeze {
                 _ => {}
             }
         };
-        reg.frozen.fetch_sub(1, Ordering::Relaxed);
         self.finish(end);
     }
 

@@ -29,7 +29,6 @@ pub(crate) struct Registry {
     next_id: AtomicU64,
     pub(crate) pages_held: AtomicU64,
     pub(crate) deploys: AtomicU64,
-    pub(crate) frozen: AtomicU64,
 }
 
 static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(core::ptr::null_mut());
@@ -52,7 +51,6 @@ impl Registry {
                 next_id: AtomicU64::new(1),
                 pages_held: AtomicU64::new(0),
                 deploys: AtomicU64::new(0),
-                frozen: AtomicU64::new(0),
             },
             GFP_KERNEL,
         )?;

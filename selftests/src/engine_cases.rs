@@ -34,12 +34,7 @@ pub const CASES: &[Case] = &[
     Case { name: "rmmod_with_live_snapshots_frees_them", run: rmmod_frees },
 ];
 
-const FREEZE_MS: u32 = 30_000;
 const REPORT_OK: i32 = 42;
-
-fn e<T: std::fmt::Display>(what: &str) -> impl FnOnce(T) -> String + '_ {
-    move |x| format!("{what}: {x}")
-}
 
 /// Spawns a target, arms a write watchpoint on its doorbell, lets it run into it, waits for FROZEN.
 fn frozen_target(d: &Device, args: &[&str]) -> Result<(Target, u64), String> {
@@ -50,6 +45,15 @@ fn frozen_target(d: &Device, args: &[&str]) -> Result<(Target, u64), String> {
         FreezeState::Frozen { .. } => Ok((t, id)),
         s => Err(format!("state {s:?}, want Frozen")),
     }
+}
+
+/// A snapshot of a `seuss_target` frozen at its doorbell; the source is killed afterwards.
+fn snapshot_of(d: &Device, args: &[&str]) -> Result<u64, String> {
+    let (t, id) = frozen_target(d, args)?;
+    let snap = d.capture(id).map_err(e("CAPTURE"))?;
+    d.release(id, true).map_err(e("KILL"))?;
+    t.wait();
+    Ok(snap)
 }
 
 fn expect_report(line: &str, pid: i32) -> Result<(), String> {
@@ -193,7 +197,7 @@ fn doorbell2_of(pid: i32) -> Result<u64, String> {
     // A reference target tells us doorbell2's offset from its own base.
     let r = Target::spawn(&["watch"])?;
     let off = r.doorbell2 - base_of(&r.pid().to_string())?;
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid()), nix::sys::signal::Signal::SIGKILL);
+    sigkill(r.pid());
     r.wait();
     Ok(base_of(&pid.to_string())? + off)
 }
@@ -201,10 +205,7 @@ fn doorbell2_of(pid: i32) -> Result<u64, String> {
 fn dirty() -> Result<(), String> {
     ensure_loaded()?;
     let d = dev()?;
-    let (t, id) = frozen_target(&d, &["watch"])?;
-    let snap = d.capture(id).map_err(e("CAPTURE"))?;
-    d.release(id, true).map_err(e("KILL"))?;
-    t.wait();
+    let snap = snapshot_of(&d, &["watch"])?;
     let mut a = fork_deploy(&d, snap, DeployOpts::default(), || {});
     std::thread::sleep(Duration::from_millis(100));
     let (sid, before) = d.dirty(a.pid).map_err(e("DIRTY before"))?;
@@ -354,10 +355,7 @@ fn bad_ids() -> Result<(), String> {
     check(d.release(999, false).err() == Some(Errno::ENOENT), || "resume of unknown freeze".into())?;
     check(d.arm(0x3fff_fff0, FreezePoint::Now).err() == Some(Errno::ESRCH), || "arm of no such pid".into())?;
     // A released snapshot is gone for deploy too.
-    let (t, id) = frozen_target(&d, &["watch"])?;
-    let snap = d.capture(id).map_err(e("CAPTURE"))?;
-    d.release(id, true).map_err(e("KILL"))?;
-    t.wait();
+    let snap = snapshot_of(&d, &["watch"])?;
     d.snap_release(snap).map_err(e("release"))?;
     check(stub_errno(&d, snap, || {}) == libc::ENOENT, || "deploy of released snapshot".into())?;
     // Capturing a freeze that is still armed (not frozen) is EAGAIN.
@@ -408,7 +406,7 @@ fn unprivileged() -> Result<(), String> {
     d.release(id, true).map_err(e("KILL"))?;
     t2.wait();
     check(stub_errno(&d, snap, become_nobody) == libc::EPERM, || "deploy of root's snapshot as nobody".into())?;
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    sigkill(pid);
     t.wait();
     d.snap_release(snap).map_err(e("SNAP_RELEASE"))
 }
@@ -418,7 +416,7 @@ fn threads() -> Result<(), String> {
     let d = dev()?;
     let t = Target::spawn(&["threads"])?;
     let r = d.arm(t.pid(), FreezePoint::Now);
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(t.pid()), nix::sys::signal::Signal::SIGKILL);
+    sigkill(t.pid());
     t.wait();
     check(r.err() == Some(Errno::EOPNOTSUPP), || format!("arm of a 2-thread task: {r:?}"))
 }
@@ -459,7 +457,7 @@ fn exit_before_capture() -> Result<(), String> {
     // Kill and capture at once: either the capture wins (a valid snapshot) or it sees the task dead.
     let pid = t.pid();
     let killer = std::thread::spawn(move || {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        sigkill(pid);
     });
     let r = d.capture(id);
     killer.join().unwrap();
@@ -521,10 +519,7 @@ fn page_cap() -> Result<(), String> {
 fn cycles1000() -> Result<(), String> {
     ensure_loaded()?;
     let d = dev()?;
-    let (t, id) = frozen_target(&d, &["watch"])?;
-    let snap = d.capture(id).map_err(e("CAPTURE"))?;
-    d.release(id, true).map_err(e("KILL"))?;
-    t.wait();
+    let snap = snapshot_of(&d, &["watch"])?;
     let before = d.stats().map_err(e("STATS"))?;
     for i in 0..1000 {
         let mut s = fork_deploy(&d, snap, DeployOpts::default(), || {});

@@ -2,13 +2,8 @@
 //! imports, capture it; and deploy children that answer one JSON request.
 
 use crate::ktap::check;
+use crate::util::{e, FREEZE_MS};
 use uapi::{DeployOpts, Device, FreezePoint, FreezeState};
-
-const FREEZE_MS: u32 = 30_000;
-
-fn e<T: std::fmt::Display>(what: &str) -> impl FnOnce(T) -> String + '_ {
-    move |x| format!("{what}: {x}")
-}
 
 /// A frozen, captured python3 running driver.py; returns (snapshot, cookie address).
 pub fn python_snapshot(d: &Device, python: &str) -> Result<(u64, u64, u64), String> {

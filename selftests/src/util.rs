@@ -133,15 +133,11 @@ impl Target {
     /// Waits for exit; returns the exit code (or 128+signal).
     pub fn wait(mut self) -> i32 {
         drop(self.stdin);
-        exit_code(self.child.wait().map(|s| {
+        self.child.wait().map(|s| {
             use std::os::unix::process::ExitStatusExt;
             s.code().unwrap_or(128 + s.signal().unwrap_or(0))
-        }).unwrap_or(-1))
+        }).unwrap_or(-1)
     }
-}
-
-fn exit_code(c: i32) -> i32 {
-    c
 }
 
 /// A forked stub that deployed (or tried to deploy) a snapshot, with pipes to its stdin and stdout.
@@ -248,4 +244,17 @@ pub fn open_as_nobody(path: &str) -> i32 {
 /// Parses `key=value` pairs of a report line.
 pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// How long a test waits for a task to reach its freeze point (TCG is slow).
+pub const FREEZE_MS: u32 = 30_000;
+
+/// Maps an error to "what: error" (for `map_err`).
+pub fn e<T: std::fmt::Display>(what: &str) -> impl FnOnce(T) -> String + '_ {
+    move |x| format!("{what}: {x}")
+}
+
+/// Sends SIGKILL to `pid`, ignoring a process that is already gone.
+pub fn sigkill(pid: i32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
 }
