@@ -4,6 +4,7 @@
 #! seconds. Prints the wall time of a build that really happened.
 #!   scripts/kernel.sh          build if needed; prints the build dir (KDIR) on the last line
 #!   scripts/kernel.sh --check  exit 0 if the cached kernel is current, 1 otherwise
+#! SEUSS_FLAVOR=bench builds the benchmark kernel instead (no lock debugging; cached in $SEUSS_CACHE/build-bench).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -48,8 +49,9 @@ done
 mkdir -p "$KBUILD"
 tmp="$(mktemp -d)"
 make -s O="$tmp" "${KMAKE_ARGS[@]}" defconfig >/dev/null
+config_fragment > "$tmp/seuss.fragment"
 KCONFIG_CONFIG="$tmp/.config" scripts/kconfig/merge_config.sh -m -O "$tmp" "$tmp/.config" \
-    "$SEUSS_ROOT/kernel/config/seuss.config" >/dev/null
+    "$tmp/seuss.fragment" >/dev/null
 make -s O="$tmp" "${KMAKE_ARGS[@]}" olddefconfig >/dev/null
 bad=0
 while IFS= read -r line; do
@@ -57,7 +59,7 @@ while IFS= read -r line; do
         CONFIG_*=*) grep -qx "$line" "$tmp/.config" || { echo "kernel: config: wanted $line, got: $(grep "^${line%%=*}=" "$tmp/.config" || echo unset)" >&2; bad=1; } ;;
         "# CONFIG_"*" is not set") opt="${line#\# }"; opt="${opt%% *}"; ! grep -q "^$opt=" "$tmp/.config" || { echo "kernel: config: wanted $opt unset, got $(grep "^$opt=" "$tmp/.config")" >&2; bad=1; } ;;
     esac
-done < "$SEUSS_ROOT/kernel/config/seuss.config"
+done < "$tmp/seuss.fragment"
 if ((bad)); then echo "kernel: config fragment did not apply" >&2; exit 1; fi
 cmp -s "$tmp/.config" "$KBUILD/.config" || cp "$tmp/.config" "$KBUILD/.config"
 rm -rf "$tmp"

@@ -19,6 +19,9 @@ struct Param(bindings::kernel_param);
 // SAFETY: the param descriptor is immutable; the kernel serialises access to the value itself.
 unsafe impl Sync for Param {}
 
+// Only the address of `__this_module` is taken. Without lockdep, `struct module` holds an empty
+// `lockdep_map`, which the FFI-safety lint flags although nothing of it crosses the boundary by value.
+#[allow(improper_ctypes)]
 extern "C" {
     static __this_module: bindings::module;
 }

@@ -35,7 +35,9 @@ impl Inner {
         }
     }
 
-    /// Runs one activation to its record (stored before returning).
+    /// Runs one activation to its record. The finished record goes to `done` as soon as the used instance
+    /// is back in the idle pool (so the caller's answer does not wait for the disk); it is kept in
+    /// `Inner::unsaved` (what `get_activation` reads first) until the store has it.
     pub(crate) async fn run_activation(
         self: Arc<Self>,
         f: FunctionInfo,
@@ -44,7 +46,8 @@ impl Inner {
         id: String,
         start: u64,
         forced: Option<StartPath>,
-    ) -> Activation {
+        done: tokio::sync::oneshot::Sender<Activation>,
+    ) {
         let _permit = sem.acquire_owned().await;
         let wait_ms = now_ms().saturating_sub(start);
         let mut act = self.pending(&f, &id, start);
@@ -93,7 +96,8 @@ impl Inner {
                     tokio::time::Instant::now() + Duration::from_millis(f.limits.timeout);
                 let t_run = std::time::Instant::now();
                 let reply = if started.run_sent {
-                    crate::reply::collect(&mut inst.proc, None, deadline, self.reply_limits()).await
+                    crate::reply::collect(&mut inst.proc, started.first_result, deadline, self.reply_limits())
+                        .await
                 } else {
                     crate::reply::send_line(&mut inst.proc, &line, deadline, self.reply_limits())
                         .await
@@ -137,26 +141,38 @@ impl Inner {
             act.annotations.push(KeyValue::new("initTime", init_ms));
         }
         self.activations.fetch_add(1, Ordering::Relaxed);
-        let store = self.store.clone();
-        let rec = act.clone();
-        let t_save = std::time::Instant::now();
-        let release = async {
-            match after {
-                Some((inst, true)) => self.park(inst).await,
-                Some((inst, false)) => self.retire(inst).await,
-                None => {}
+        let t_park = std::time::Instant::now();
+        // A healthy instance is parked before the answer, so the caller's next invocation can find it idle.
+        let retire = match after {
+            Some((inst, true)) => {
+                self.park(inst).await;
+                None
             }
+            Some((inst, false)) => Some(inst),
+            None => None,
         };
-        let (saved, ()) = tokio::join!(
-            tokio::task::spawn_blocking(move || store.save_activation(&rec)),
-            release
-        );
-        match saved {
+        self.unsaved_activations().insert(id.clone(), act.clone());
+        let rec = act.clone();
+        // The caller may have given up (a blocking invoke past its wait): the record is stored anyway.
+        let _ = done.send(act);
+        tracing::debug!(target: "seussd::timing", "park {:?}", t_park.elapsed());
+        self.clone().refill_stubs();
+        if let Some(inst) = retire {
+            self.retire(inst).await;
+        }
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.save_activation(&rec)).await {
             Ok(Ok(())) => {}
             e => tracing::error!("saving activation {id}: {e:?}"),
         }
-        tracing::debug!(target: "seussd::timing", "park + save {:?}", t_save.elapsed());
-        act
+        self.unsaved_activations().remove(&id);
+    }
+
+    /// Finished activation records not yet in the store, by id.
+    pub(crate) fn unsaved_activations(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Activation>> {
+        self.unsaved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Maps an instance's reply to (status, result, instance still usable).

@@ -1,15 +1,36 @@
 //! Deploys: a stub (`seuss-stub`, pre-spawned in a small pool, each already in a cgroup of its own that
-//! becomes the instance's) gets the function's memory limit and is told which snapshot to become; its control line `{"ready": ...}` (from the launcher inside the snapshot) or
-//! `error ...` (from the stub) says how it went.
+//! becomes the instance's) gets the function's memory limit, the instance's first message on its stdin, and
+//! is told which snapshot to become; its control line `{"ready": ...}` (from the launcher inside the
+//! snapshot) or `error ...` (from the stub) says how it went.
 
 use crate::cgroup::Cgroup;
 use crate::host::{FunctionInfo, Inner, SnapRec};
-use crate::proc::{Proc, SpawnSpec};
+use crate::proc::{Line, Proc, SpawnSpec};
 use crate::starts::StartError;
 use crate::util::{nonzero_u64, now_ms};
 use std::sync::atomic::Ordering;
+use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
+
+/// Bytes queued on a stub's stdin before its deploy: the capacity of an empty Linux pipe.
+const PIPE_CAPACITY: usize = 64 << 10;
+
+/// A deployed instance, as [`Inner::deploy`] returns it.
+pub(crate) struct Deployed {
+    pub proc: Proc,
+    pub cg: Option<Cgroup>,
+    /// The first message was queued on stdin before the deploy.
+    pub queued: bool,
+    /// A result line that arrived before the ready line (for [`crate::reply::collect`]).
+    pub first_result: Option<Option<Line>>,
+}
+
+enum DeployEvent {
+    Ready(Value),
+    Result(Option<Line>),
+}
 
 /// A pre-spawned stub waiting for a deploy command, with its own cgroup (when instance cgroups are used).
 #[derive(Debug)]
@@ -38,13 +59,16 @@ impl Inner {
     }
 
     /// Takes a pre-spawned stub (or spawns one), sets its cgroup's memory limit to `f`'s, and has it deploy
-    /// `snap`. Returns the instance and its cgroup.
+    /// `snap`. `first_msg` (the message the instance will read first) is queued on its stdin before the
+    /// deploy when it fits the pipe, so the child finds it the moment it resumes instead of after a round
+    /// trip through seussd. Returns once the child said it is ready or its first result line came.
     pub(crate) async fn deploy(
         self: &Arc<Self>,
         snap: &SnapRec,
         f: &FunctionInfo,
         deadline: Instant,
-    ) -> Result<(Proc, Option<Cgroup>), StartError> {
+        first_msg: Option<&[u8]>,
+    ) -> Result<Deployed, StartError> {
         for attempt in 0..2 {
             let t0 = std::time::Instant::now();
             let Stub { proc: mut p, cg } = self
@@ -56,6 +80,11 @@ impl Inner {
                 }
             }
             tracing::debug!(target: "seussd::timing", "deploy: stub ready in its cgroup after {:?}", t0.elapsed());
+            // An empty pipe takes PIPE_CAPACITY bytes without blocking (the stub never reads stdin).
+            let queued = match first_msg {
+                Some(m) if m.len() <= PIPE_CAPACITY => p.send_stdin(m).await.is_ok(),
+                _ => false,
+            };
             let cmd = format!(
                 "deploy {} {} {} {}",
                 snap.info.id,
@@ -63,6 +92,7 @@ impl Inner {
                 nonzero_u64(),
                 snap.tid_addr
             );
+            let sent_ns = crate::util::mono_ns();
             if p.send_ctl(&cmd).await.is_err() {
                 self.discard_stub(Stub { proc: p, cg }).await;
                 if attempt == 0 {
@@ -70,15 +100,23 @@ impl Inner {
                 }
                 return Err(StartError::Deploy("the stub died".into()));
             }
-            let ready = self.wait_ready(&mut p, deadline).await;
-            // Replace the stub only now, so spawning one does not compete with this deploy.
-            self.clone().refill_stubs();
-            return match ready {
-                Ok(()) => {
+            let first = self.wait_deployed(&mut p, deadline, queued).await;
+            if let Ok(DeployEvent::Ready(v)) = &first {
+                // The launcher stamps when the child resumed after the doorbell and when it sent this line.
+                let at = |k: &str| v.get(k).and_then(Value::as_u64).map(|t| t.saturating_sub(sent_ns) / 1000);
+                tracing::debug!(target: "seussd::timing", "deploy: resumed +{:?} us, ready sent +{:?} us, received +{} us",
+                    at("resumed_ns"), at("ready_ns"), (crate::util::mono_ns() - sent_ns) / 1000);
+            }
+            return match first {
+                Ok(ev) => {
                     if let Some(r) = self.lock().snaps.get_mut(&snap.info.id) {
                         r.last_used_ms = now_ms();
                     }
-                    Ok((p, cg))
+                    let first_result = match ev {
+                        DeployEvent::Ready(_) => None,
+                        DeployEvent::Result(l) => Some(l),
+                    };
+                    Ok(Deployed { proc: p, cg, queued, first_result })
                 }
                 Err(e) => {
                     self.discard_stub(Stub { proc: p, cg }).await;
@@ -93,6 +131,55 @@ impl Inner {
             };
         }
         unreachable!("the loop returns")
+    }
+
+    /// Waits for a deployed child's ready line (or the stub's `error ...` line); with `watch_result`, a result
+    /// line arriving first (the child answered a queued message before seussd read its ready line) also ends
+    /// the wait.
+    async fn wait_deployed(
+        &self,
+        p: &mut Proc,
+        deadline: Instant,
+        watch_result: bool,
+    ) -> Result<DeployEvent, String> {
+        enum Ev {
+            Ctl(Option<Line>),
+            Result(Option<Line>),
+        }
+        loop {
+            let ev = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    biased;
+                    c = p.ctl.recv() => Ev::Ctl(c),
+                    r = p.result.recv(), if watch_result => Ev::Result(r),
+                }
+            })
+            .await
+            .map_err(|_| "instance not ready before the deadline".to_string())?;
+            match ev {
+                Ev::Ctl(Some(Line::Data(d))) if d.starts_with(b"error") => {
+                    return Err(String::from_utf8_lossy(&d).into_owned())
+                }
+                Ev::Ctl(Some(Line::Data(d))) => {
+                    if let Some(v) = serde_json::from_slice::<Value>(&d)
+                        .ok()
+                        .filter(|v| v.get("ready").is_some())
+                    {
+                        return Ok(DeployEvent::Ready(v));
+                    }
+                }
+                Ev::Ctl(Some(Line::TooLong)) => {}
+                Ev::Result(Some(l)) => return Ok(DeployEvent::Result(Some(l))),
+                Ev::Ctl(None) | Ev::Result(None) => {
+                    let err = p.stderr_text(Duration::from_millis(200)).await;
+                    let code = p.wait_exit(Duration::from_millis(500)).await;
+                    return Err(format!(
+                        "instance exited (status {code:?}) before it was ready: {}",
+                        err.trim()
+                    ));
+                }
+            }
+        }
     }
 
     /// Kills a stub and removes its cgroup.
@@ -153,7 +240,8 @@ impl Inner {
         }
     }
 
-    /// Tops the stub pool up to `stub_pool` in the background.
+    /// Tops the stub pool up to `stub_pool` in the background. Called once an activation has been answered
+    /// (not when its stub is taken), so making stubs does not compete with the activation it serves.
     pub(crate) fn refill_stubs(self: Arc<Self>) {
         if self.cfg.stub_pool == 0 || self.refilling.swap(true, Ordering::SeqCst) {
             return;

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub runtime_failed_ms: AtomicU64,
     pub stubs: Mutex<Vec<crate::deploy::Stub>>,
     pub refilling: AtomicBool,
+    /// Finished activation records on their way to the store (see `run_activation`).
+    pub unsaved: Mutex<std::collections::HashMap<String, Activation>>,
 }
 
 pub(crate) struct FnEntry {
@@ -377,6 +379,7 @@ impl Host {
             runtime_failed_ms: AtomicU64::new(0),
             stubs: Mutex::new(Vec::new()),
             refilling: AtomicBool::new(false),
+            unsaved: Mutex::new(Default::default()),
         });
         inner.adopt_snapshots();
         crate::budget::spawn_expiry(Arc::downgrade(&inner));
@@ -516,13 +519,15 @@ impl Host {
         let id = activation_id();
         let start = now_ms();
         let pending = self.inner.pending(&f, &id, start);
-        let task = tokio::spawn(self.inner.clone().run_activation(
+        let (done, task) = tokio::sync::oneshot::channel();
+        tokio::spawn(self.inner.clone().run_activation(
             f,
             sem,
             Value::Object(merged),
             id,
             start,
             opts.path,
+            done,
         ));
         if !opts.blocking {
             return Ok(pending);
@@ -535,6 +540,9 @@ impl Host {
     }
 
     pub async fn get_activation(&self, id: &str) -> Result<Activation, HostError> {
+        if let Some(a) = self.inner.unsaved_activations().get(id) {
+            return Ok(a.clone());
+        }
         let store = self.inner.store.clone();
         let idc = id.to_string();
         tokio::task::spawn_blocking(move || store.load_activation(&idc))

@@ -107,6 +107,9 @@ def tid_address():
     return 0
 
 
+_rung = []
+
+
 def doorbell(kind):
     """Rings a snapshot doorbell; returns the deploy cookie (0 when resumed in place or not armed)."""
     bell = ctypes.c_uint64(0)
@@ -124,11 +127,16 @@ def doorbell(kind):
     })
     if control.readline() == b"armed":
         bell.value = 1  # the write watchpoint fires here; a deployed child continues right after
+    # Keep the cells alive (and the bell at 1) after the ring, so nothing reuses that memory while seussd
+    # is still looking at it.
+    _rung.append((bell, cookie))
     return cookie.value
 
 
 def after_doorbell(cookie):
-    """Makes a freshly deployed instance unique, then tells seussd it is ready."""
+    """Makes a freshly deployed instance unique, then tells seussd it is ready (with CLOCK_MONOTONIC stamps of
+    the resume and of the ready line, which seussd logs as deploy timing)."""
+    resumed = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     if cookie:
         random.seed(cookie)
         try:
@@ -137,7 +145,8 @@ def after_doorbell(cookie):
             pass
         # Descriptors above the protocol ones belong to the stub (e.g. its /dev/seuss): drop them.
         os.closerange(CONTROL_FD + 1, 65536)
-    send_control({"ready": os.getpid(), "cookie": cookie})
+    send_control({"ready": os.getpid(), "cookie": cookie, "resumed_ns": resumed,
+                  "ready_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC)})
 
 
 class Action:
@@ -188,7 +197,12 @@ def handle_init(init):
         send_result({"error": "Initialization has failed due to: %s" % ex})
         return end_markers()
     if init.get("snapshot"):
-        after_doorbell(doorbell("function"))
+        cookie = doorbell("function")
+        after_doorbell(cookie)
+        if cookie:
+            # A child deployed from the function snapshot (a warm start): seussd saw this init succeed when
+            # it captured the snapshot, and queued the run message already; answer that instead.
+            return
     send_result({"ok": True})
     end_markers()
 

@@ -26,9 +26,11 @@ pub(crate) struct Started {
     pub path: StartPath,
     pub logs: Vec<String>,
     pub init_ms: u64,
-    /// The run message was already written to the instance's stdin (the warm path queues it behind the
-    /// init reply, saving a round trip); only its reply remains to be read.
+    /// The run message was already written to the instance's stdin (the warm path queues it before the
+    /// deploy, saving round trips); only its reply remains to be read.
     pub run_sent: bool,
+    /// The run reply's result line, when it arrived while the start was still being confirmed.
+    pub first_result: Option<Option<Line>>,
 }
 
 #[derive(Debug)]
@@ -106,19 +108,19 @@ impl Inner {
         }
     }
 
-    /// Waits for the launcher's `{"ready": pid}` control line (or a stub's `error ...` line).
-    pub(crate) async fn wait_ready(&self, p: &mut Proc, deadline: Instant) -> Result<(), String> {
+    /// Waits for the launcher's `{"ready": pid, ...}` control line (or a stub's `error ...` line); returns it.
+    pub(crate) async fn wait_ready(&self, p: &mut Proc, deadline: Instant) -> Result<Value, String> {
         loop {
             match tokio::time::timeout_at(deadline, p.ctl.recv()).await {
                 Ok(Some(Line::Data(d))) => {
                     if d.starts_with(b"error") {
                         return Err(String::from_utf8_lossy(&d).into_owned());
                     }
-                    if serde_json::from_slice::<Value>(&d)
+                    if let Some(v) = serde_json::from_slice::<Value>(&d)
                         .ok()
-                        .is_some_and(|v| v.get("ready").is_some())
+                        .filter(|v| v.get("ready").is_some())
                     {
-                        return Ok(());
+                        return Ok(v);
                     }
                 }
                 Ok(_) => {
@@ -171,6 +173,7 @@ impl Inner {
                     logs: reply.logs,
                     init_ms: t0.elapsed().as_millis() as u64,
                     run_sent: false,
+                    first_result: None,
                 });
             }
             Ok(v) => v
@@ -231,6 +234,7 @@ impl Inner {
                         logs: vec![],
                         init_ms: 0,
                         run_sent: false,
+                        first_result: None,
                     });
                 }
                 if plan.capture {
@@ -308,6 +312,9 @@ impl Inner {
         .await
     }
 
+    /// Warm: the function snapshot was captured inside the launcher's init handler after the code loaded,
+    /// so a deployed child has nothing to initialise and sends no init reply: it reads the run message
+    /// (queued before the deploy) straight away.
     pub(crate) async fn start_warm(
         self: &Arc<Self>,
         f: &FunctionInfo,
@@ -317,29 +324,26 @@ impl Inner {
         let t0 = Instant::now();
         let deadline = t0 + Duration::from_millis(self.cfg.init_timeout_ms);
         let id = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        let (mut p, cg) = self.deploy(&snap, f, deadline).await?;
-        let t_dep = t0.elapsed();
-        // Queue the run message now: the launcher reads it right after answering the init.
-        let run_sent = match run {
-            Some(line) => matches!(
-                tokio::time::timeout_at(deadline, p.send_stdin(line)).await,
-                Ok(Ok(()))
-            ),
-            None => false,
-        };
-        // The child resumes in the init handler and answers the init captured in the snapshot.
-        let reply = reply::collect(&mut p, None, deadline, self.reply_limits()).await;
-        tracing::debug!(target: "seussd::timing", "warm {}: deployed {:?} init reply {:?}", f.name, t_dep, t0.elapsed());
-        let mut started = self
-            .finish_init(
-                self.new_instance(f, p, true, cg, id),
-                reply,
-                StartPath::Warm,
-                t0,
-            )
-            .await?;
-        started.run_sent = run_sent;
-        Ok(started)
+        let d = self.deploy(&snap, f, deadline, run).await?;
+        let mut p = d.proc;
+        let run_sent = d.queued
+            || match run {
+                Some(line) => matches!(
+                    tokio::time::timeout_at(deadline, p.send_stdin(line)).await,
+                    Ok(Ok(()))
+                ),
+                None => false,
+            };
+        tracing::debug!(target: "seussd::timing", "warm {}: deployed {:?}", f.name, t0.elapsed());
+        self.lock().busy += 1;
+        Ok(Started {
+            inst: self.new_instance(f, p, true, d.cg, id),
+            path: StartPath::Warm,
+            logs: vec![],
+            init_ms: t0.elapsed().as_millis() as u64,
+            run_sent,
+            first_result: d.first_result,
+        })
     }
 
     pub(crate) async fn start_runtime(
@@ -351,12 +355,19 @@ impl Inner {
         let t0 = Instant::now();
         let deadline = t0 + Duration::from_millis(self.cfg.init_timeout_ms);
         let id = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        let (mut p, cg) = self.deploy(&rt, f, deadline).await?;
         let mut line = serde_json::to_vec(&self.init_msg(f, capture)).expect("JSON");
         line.push(b'\n');
-        let mut first = None;
-        let sent = tokio::time::timeout_at(deadline, p.send_stdin(&line)).await;
-        if !matches!(sent, Ok(Ok(()))) {
+        let d = self.deploy(&rt, f, deadline, Some(&line)).await?;
+        let (mut p, cg) = (d.proc, d.cg);
+        let mut first = d.first_result;
+        let sent = d.queued
+            || matches!(
+                tokio::time::timeout_at(deadline, p.send_stdin(&line)).await,
+                Ok(Ok(()))
+            );
+        if first.is_some() {
+            // The init was answered before the ready line was read (nothing was captured).
+        } else if !sent {
             first = Some(None);
         } else if capture {
             enum Ev {

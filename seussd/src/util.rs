@@ -86,3 +86,11 @@ mod tests {
         assert!(!is_activation_id(&"A".repeat(32)));
     }
 }
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock the launcher stamps its ready line with).
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec passed by pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -73,6 +73,9 @@ pub async fn series(host: &Host, name: &str, path: StartPath, n: usize, fresh: b
             bytes.extend(host.idle_instances().iter().filter(|x| x.function == name).map(|x| x.bytes));
             host.stop_idle(Some(name)).await;
         }
+        if let Some(ms) = std::env::var("SEUSS_BENCH_GAP_MS").ok().and_then(|v| v.parse().ok()) {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
     }
     if !fresh {
         bytes.extend(host.idle_instances().iter().filter(|x| x.function == name).map(|x| x.bytes));
