@@ -143,14 +143,12 @@ impl Inner {
         self.activations.fetch_add(1, Ordering::Relaxed);
         let t_park = std::time::Instant::now();
         // A healthy instance is parked before the answer, so the caller's next invocation can find it idle.
-        let retire = match after {
-            Some((inst, true)) => {
-                self.park(inst).await;
-                None
-            }
-            Some((inst, false)) => Some(inst),
-            None => None,
-        };
+        let (mut retire, mut measure) = (None, None);
+        match after {
+            Some((inst, true)) => measure = self.park(inst).await,
+            Some((inst, false)) => retire = Some(inst),
+            None => {}
+        }
         self.unsaved_activations().insert(id.clone(), act.clone());
         let rec = act.clone();
         // The caller may have given up (a blocking invoke past its wait): the record is stored anyway.
@@ -159,6 +157,9 @@ impl Inner {
         self.clone().refill_stubs();
         if let Some(inst) = retire {
             self.retire(inst).await;
+        }
+        if let Some(id) = measure {
+            self.measure_idle(id).await;
         }
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.save_activation(&rec)).await {

@@ -95,12 +95,23 @@ impl Inner {
     }
 
     /// Returns a used instance to the idle pool if it fits the budget (evicting colder things), else stops it.
-    pub(crate) async fn park(self: &Arc<Self>, mut inst: Instance) {
+    /// Measuring an instance (a page-table walk) is left until after the answer when an estimate exists:
+    /// its own last measurement, or that of the function's last deployed instance. Returns the id to pass
+    /// to [`Inner::measure_idle`] then.
+    pub(crate) async fn park(self: &Arc<Self>, mut inst: Instance) -> Option<u64> {
         if !inst.proc.alive() {
-            return self.retire(inst).await;
+            self.retire(inst).await;
+            return None;
         }
-        inst.bytes = self.instance_bytes(&inst);
+        let hint = (inst.bytes > 0).then_some(inst.bytes).or_else(|| {
+            let st = self.lock();
+            let h = st.functions.get(&inst.function).map_or(0, |e| e.bytes_hint);
+            (inst.deployed && h > 0).then_some(h)
+        });
+        let later = hint.is_some();
+        inst.bytes = hint.unwrap_or_else(|| self.instance_bytes(&inst));
         inst.last_used_ms = now_ms();
+        let id = inst.id;
         let outcome = {
             let mut st = self.lock();
             st.busy = st.busy.saturating_sub(1);
@@ -108,6 +119,11 @@ impl Inner {
                 .functions
                 .get(&inst.function)
                 .is_some_and(|e| e.info.revision() == inst.revision);
+            if current && !later && inst.deployed {
+                if let Some(e) = st.functions.get_mut(&inst.function) {
+                    e.bytes_hint = inst.bytes;
+                }
+            }
             match current
                 .then(|| make_room(&mut st, self.cfg.budget_bytes(), inst.bytes))
                 .flatten()
@@ -120,8 +136,53 @@ impl Inner {
             }
         };
         match outcome {
-            Ok(ev) => self.finish_eviction(ev).await,
-            Err(inst) => inst.stop().await,
+            Ok(ev) => {
+                self.finish_eviction(ev).await;
+                later.then_some(id)
+            }
+            Err(inst) => {
+                inst.stop().await;
+                None
+            }
+        }
+    }
+
+    /// Measures idle instance `id` (parked on an estimate), keeps the figure as its function's estimate,
+    /// and evicts if the real size no longer fits the budget.
+    pub(crate) async fn measure_idle(&self, id: u64) {
+        let probe = {
+            let st = self.lock();
+            st.idle.iter().find(|i| i.id == id).map(|i| (i.proc.pid, i.deployed))
+        };
+        let Some((pid, deployed)) = probe else { return };
+        let bytes = match self.engine.as_ref().filter(|_| deployed).map(|e| e.dirty(pid)) {
+            Some(Ok((_, pages))) => pages * PAGE,
+            _ => crate::proc::private_bytes(pid),
+        };
+        let ev = {
+            let mut st = self.lock();
+            let Some(i) = st.idle.iter_mut().find(|i| i.id == id) else { return };
+            i.bytes = bytes;
+            let (f, deployed) = (i.function.clone(), i.deployed);
+            if deployed {
+                if let Some(e) = st.functions.get_mut(&f) {
+                    e.bytes_hint = bytes;
+                }
+            }
+            make_room(&mut st, self.cfg.budget_bytes(), 0)
+        };
+        match ev {
+            Some(ev) => self.finish_eviction(ev).await,
+            // Nothing can go: the estimate was too low; this instance is the one to drop.
+            None => {
+                let gone = {
+                    let mut st = self.lock();
+                    st.idle.iter().position(|i| i.id == id).map(|p| st.idle.swap_remove(p))
+                };
+                if let Some(i) = gone {
+                    i.stop().await;
+                }
+            }
         }
     }
 }

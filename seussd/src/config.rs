@@ -48,6 +48,8 @@ pub struct Config {
     pub stub: Option<PathBuf>,
     /// Stubs kept pre-spawned, waiting for a snapshot id (0 disables the pool).
     pub stub_pool: usize,
+    /// Fork stubs from one long-lived `seuss-stub --zygote` instead of spawning each from seussd.
+    pub stub_zygote: bool,
     /// Parent cgroup (v2) of the instances' cgroups; skipped when not writable.
     pub cgroup_root: PathBuf,
     /// Largest accepted HTTP request body.
@@ -81,6 +83,7 @@ impl Default for Config {
             device: PathBuf::from(uapi::DEVICE_PATH),
             stub: None,
             stub_pool: 2,
+            stub_zygote: true,
             cgroup_root: PathBuf::from("/sys/fs/cgroup/seuss"),
             max_body_bytes: 5 << 20,
             max_result_bytes: 1 << 20,

@@ -214,7 +214,18 @@ impl Inner {
         });
         let mut spec = self.stub_spec();
         spec.cgroup_procs = cg.as_ref().map(|c| c.procs_file());
-        match Proc::spawn(&spec) {
+        let forked = {
+            let mut z = self.zygote.lock().unwrap_or_else(|e| e.into_inner());
+            match z.as_ref().map(|z| Proc::spawn_via(z, spec.cgroup_procs.as_deref(), spec.max_line)) {
+                Some(Err(e)) => {
+                    tracing::warn!("the stub zygote failed ({e}); spawning stubs directly from now on");
+                    *z = None;
+                    None
+                }
+                r => r,
+            }
+        };
+        match forked.unwrap_or_else(|| Proc::spawn(&spec)) {
             Ok(proc) => Ok(Stub { proc, cg }),
             Err(e) => {
                 if let Some(cg) = cg {
@@ -222,6 +233,18 @@ impl Inner {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Starts the stub zygote if configured (stubs are spawned directly otherwise).
+    pub(crate) fn start_zygote(&self) {
+        if !self.cfg.stub_zygote {
+            return;
+        }
+        let spec = self.stub_spec();
+        match crate::zygote::Zygote::start(&spec.program, &spec.args) {
+            Ok(z) => *self.zygote.lock().unwrap_or_else(|e| e.into_inner()) = Some(z),
+            Err(e) => tracing::warn!("starting the stub zygote {}: {e}", spec.program.display()),
         }
     }
 

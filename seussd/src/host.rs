@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub runtime_failed_ms: AtomicU64,
     pub stubs: Mutex<Vec<crate::deploy::Stub>>,
     pub refilling: AtomicBool,
+    /// Forks the stubs (see `zygote.rs`); `None` when disabled or it could not start.
+    pub zygote: Mutex<Option<crate::zygote::Zygote>>,
     /// Finished activation records on their way to the store (see `run_activation`).
     pub unsaved: Mutex<std::collections::HashMap<String, Activation>>,
 }
@@ -57,6 +59,9 @@ pub(crate) struct FnEntry {
     pub sem: Arc<Semaphore>,
     pub snap: Option<u64>,
     pub capturing: bool,
+    /// Private bytes of this function's last measured deployed instance (the estimate a new one is
+    /// parked with until it is measured after its answer).
+    pub bytes_hint: u64,
 }
 
 /// A snapshot seussd holds, with what a deploy of it needs.
@@ -352,6 +357,7 @@ impl Host {
                     sem,
                     snap: None,
                     capturing: false,
+                    bytes_hint: 0,
                 },
             );
         }
@@ -379,11 +385,13 @@ impl Host {
             runtime_failed_ms: AtomicU64::new(0),
             stubs: Mutex::new(Vec::new()),
             refilling: AtomicBool::new(false),
+            zygote: Mutex::new(None),
             unsaved: Mutex::new(Default::default()),
         });
         inner.adopt_snapshots();
         crate::budget::spawn_expiry(Arc::downgrade(&inner));
         if inner.snapshots_enabled() {
+            inner.start_zygote();
             inner.clone().kick_runtime_build();
             inner.clone().refill_stubs();
         }
@@ -437,6 +445,7 @@ impl Host {
                     sem: Arc::new(Semaphore::new(self.inner.cfg.max_instances_per_function)),
                     snap: None,
                     capturing: false,
+                    bytes_hint: 0,
                 });
             e.info = info.clone();
             (info, if old.is_some() { "updated" } else { "created" })

@@ -25,3 +25,4 @@ pub mod snapshots;
 pub mod starts;
 pub mod store;
 pub mod util;
+pub mod zygote;

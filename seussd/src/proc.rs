@@ -9,7 +9,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin};
+use std::os::fd::OwnedFd;
+use tokio::net::unix::pipe;
+use tokio::process::Child;
 use tokio::sync::mpsc;
 
 /// One line read from an instance (without its newline), or notice that a line exceeded the limit.
@@ -33,17 +35,65 @@ pub struct SpawnSpec {
     pub max_line: usize,
 }
 
+/// How seussd watches a process: its own child, or (a stub forked by the zygote) a pidfd.
+#[derive(Debug)]
+enum Handle {
+    Child(Child),
+    Pidfd(tokio::io::unix::AsyncFd<OwnedFd>),
+}
+
+impl Drop for Handle {
+    /// Like `kill_on_drop` for children: a stub nobody holds any more is killed.
+    fn drop(&mut self) {
+        if let Handle::Pidfd(fd) = self {
+            // SAFETY: pidfd_send_signal on a valid pidfd, without siginfo or flags; ESRCH once it is gone.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32)
+            };
+        }
+    }
+}
+
 /// A started process with its protocol channels.
 #[derive(Debug)]
 pub struct Proc {
     pub pid: i32,
-    child: Child,
-    stdin: Option<ChildStdin>,
+    handle: Handle,
+    stdin: Option<pipe::Sender>,
     ctl_w: tokio::net::unix::OwnedWriteHalf,
     pub result: mpsc::Receiver<Line>,
     pub stdout: mpsc::Receiver<Line>,
     pub stderr: mpsc::Receiver<Line>,
     pub ctl: mpsc::Receiver<Line>,
+}
+
+/// The descriptors of one instance: the child's ends (its fds 0-4, in order) and seussd's.
+pub(crate) struct Plumbing {
+    pub child: [OwnedFd; 5],
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    result: OwnedFd,
+    ctl: std::os::unix::net::UnixStream,
+}
+
+impl Plumbing {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from);
+        let (in_r, in_w) = pipe()?;
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (res_r, res_w) = pipe()?;
+        let (ctl_parent, ctl_child) = std::os::unix::net::UnixStream::pair()?;
+        Ok(Self {
+            child: [in_r, out_w, err_w, res_w, ctl_child.into()],
+            stdin: in_w,
+            stdout: out_r,
+            stderr: err_r,
+            result: res_r,
+            ctl: ctl_parent,
+        })
+    }
 }
 
 fn reader<R: AsyncRead + Unpin + Send + 'static>(mut r: R, max: usize) -> mpsc::Receiver<Line> {
@@ -98,11 +148,10 @@ fn cstring(p: &std::path::Path) -> std::io::Result<CString> {
 impl Proc {
     /// Starts a process as described by `spec`.
     pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Proc> {
-        let (res_r, res_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-        let (ctl_parent, ctl_child) = std::os::unix::net::UnixStream::pair()?;
-        let res_w_fd = res_w.as_raw_fd();
-        let ctl_child_fd = ctl_child.as_raw_fd();
+        let plumbing = Plumbing::new()?;
+        let [c_in, c_out, c_err, c_res, c_ctl] = &plumbing.child;
+        let res_w_fd = c_res.as_raw_fd();
+        let ctl_child_fd = c_ctl.as_raw_fd();
         let cg = spec.cgroup_procs.as_deref().map(cstring).transpose()?;
         let cred = spec.cred;
 
@@ -111,9 +160,9 @@ impl Proc {
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir("/")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stdin(std::process::Stdio::from(c_in.try_clone()?))
+            .stdout(std::process::Stdio::from(c_out.try_clone()?))
+            .stderr(std::process::Stdio::from(c_err.try_clone()?))
             .kill_on_drop(true);
         // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe system
         // calls on values prepared before the fork (no allocation, no locks).
@@ -147,25 +196,47 @@ impl Proc {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn()?;
-        drop(res_w);
-        drop(ctl_child);
+        let child = cmd.spawn()?;
+        // Dropping the command closes its copies of the child's ends.
+        drop(cmd);
         let pid = child
             .id()
             .map(|p| p as i32)
             .ok_or_else(|| std::io::Error::other("child vanished"))?;
-        ctl_parent.set_nonblocking(true)?;
-        let (ctl_r, ctl_w) = tokio::net::UnixStream::from_std(ctl_parent)?.into_split();
-        let result_pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(res_r)?;
+        Self::assemble(pid, Handle::Child(child), plumbing, spec.max_line)
+    }
+
+    /// Forks a stub through the zygote (see `zygote.rs`), in `cgroup_procs` if given.
+    pub fn spawn_via(
+        zygote: &crate::zygote::Zygote,
+        cgroup_procs: Option<&std::path::Path>,
+        max_line: usize,
+    ) -> std::io::Result<Proc> {
+        let plumbing = Plumbing::new()?;
+        let (pid, pidfd) = zygote.fork_stub(&plumbing.child, cgroup_procs)?;
+        // SAFETY: the OwnedFd moves into the AsyncFd and stays open, unchanged, for its whole life.
+        let pidfd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Self::assemble(pid, Handle::Pidfd(pidfd), plumbing, max_line)
+    }
+
+    /// Wraps seussd's ends into the line channels (closing the child's ends here).
+    fn assemble(pid: i32, handle: Handle, p: Plumbing, max_line: usize) -> std::io::Result<Proc> {
+        let Plumbing { child, stdin, stdout, stderr, result, ctl } = p;
+        drop(child);
+        ctl.set_nonblocking(true)?;
+        let (ctl_r, ctl_w) = tokio::net::UnixStream::from_std(ctl)?.into_split();
         Ok(Proc {
             pid,
-            stdin: child.stdin.take(),
-            result: reader(result_pipe, spec.max_line),
-            stdout: reader(child.stdout.take().expect("piped"), spec.max_line),
-            stderr: reader(child.stderr.take().expect("piped"), spec.max_line),
+            handle,
+            stdin: Some(pipe::Sender::from_owned_fd(stdin)?),
+            result: reader(pipe::Receiver::from_owned_fd(result)?, max_line),
+            stdout: reader(pipe::Receiver::from_owned_fd(stdout)?, max_line),
+            stderr: reader(pipe::Receiver::from_owned_fd(stderr)?, max_line),
             ctl: reader(ctl_r, 4096),
             ctl_w,
-            child,
         })
     }
 
@@ -205,20 +276,42 @@ impl Proc {
 
     /// True while the process has not exited.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match &mut self.handle {
+            Handle::Child(c) => matches!(c.try_wait(), Ok(None)),
+            Handle::Pidfd(fd) => {
+                let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: poll on one valid descriptor with a zero timeout; a pidfd turns readable at exit.
+                unsafe { libc::poll(&mut p, 1, 0) == 0 }
+            }
+        }
     }
 
-    /// SIGKILLs the process and reaps it.
+    /// SIGKILLs the process and waits until it is gone.
     pub async fn kill(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        match &mut self.handle {
+            Handle::Child(c) => {
+                let _ = c.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
+            }
+            Handle::Pidfd(fd) => {
+                // SAFETY: pidfd_send_signal on a valid pidfd, without siginfo or flags.
+                unsafe {
+                    libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32)
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), fd.readable()).await;
+            }
+        }
     }
 
-    /// Waits for the process to exit on its own (up to `timeout`); returns its exit code if it did.
+    /// Waits for the process to exit on its own (up to `timeout`); returns its exit code if it did (-1 for
+    /// a zygote's stub, whose status the kernel discards when it reaps it).
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(Ok(st)) => Some(st.code().unwrap_or(-1)),
-            _ => None,
+        match &mut self.handle {
+            Handle::Child(c) => match tokio::time::timeout(timeout, c.wait()).await {
+                Ok(Ok(st)) => Some(st.code().unwrap_or(-1)),
+                _ => None,
+            },
+            Handle::Pidfd(fd) => tokio::time::timeout(timeout, fd.readable()).await.ok().map(|_| -1),
         }
     }
 }

@@ -243,7 +243,11 @@ impl Inner {
             .await
             .map_err(HostError::internal)?;
         match self.start_runtime(f, rt, true).await {
-            Ok(s) => self.park(s.inst).await,
+            Ok(s) => {
+                if let Some(id) = self.park(s.inst).await {
+                    self.measure_idle(id).await;
+                }
+            }
             Err(StartError::Init { error, .. }) => {
                 return Err(HostError::InvalidArgs(format!(
                     "the function failed to initialize: {error}"

@@ -325,6 +325,41 @@ async fn stub_reports_a_failed_deploy() {
     assert_eq!(p.wait_exit(Duration::from_secs(5)).await, Some(64));
 }
 
+/// Stubs forked by the zygote get their five descriptors in place (the deploy error arrives on fd 4, the
+/// stub's message on fd 2), are watched through a pidfd (exit seen, kill works), and each is its own process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zygote_forks_working_stubs() {
+    let mut args = vec!["--device".to_string(), "/dev/null".to_string()];
+    if nix::unistd::geteuid().is_root() {
+        args.extend(["--uid", "65534", "--gid", "65534"].map(String::from));
+    }
+    let z = seussd::zygote::Zygote::start(env!("CARGO_BIN_EXE_seuss-stub").as_ref(), &args).unwrap();
+    let mut a = Proc::spawn_via(&z, None, 1 << 16).unwrap();
+    let mut b = Proc::spawn_via(&z, None, 1 << 16).unwrap();
+    assert_ne!(a.pid, b.pid);
+    assert!(a.alive() && b.alive());
+    a.send_ctl("deploy 1 4096 77 0").await.unwrap();
+    let line = String::from_utf8(a.recv_ctl(Duration::from_secs(10)).await.unwrap()).unwrap();
+    assert!(line.starts_with("error deploy 25 ENOTTY"), "{line}");
+    assert!(a.stderr_text(Duration::from_secs(2)).await.contains("seuss-stub: deploy 25 ENOTTY"));
+    assert_eq!(a.wait_exit(Duration::from_secs(5)).await, Some(-1));
+    assert!(!a.alive());
+    if nix::unistd::geteuid().is_root() {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", b.pid)).unwrap();
+        assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains("65534")), "{status}");
+    }
+    b.kill().await;
+    assert!(!b.alive());
+    // A request after the zygote is gone fails cleanly.
+    drop(z);
+    let e = Proc::spawn_via(
+        &seussd::zygote::Zygote::start("/bin/true".as_ref(), &[]).unwrap(),
+        None,
+        1 << 16,
+    );
+    assert!(e.is_err());
+}
+
 /// A stand-in for `seuss-stub` that cannot deploy: on `deploy ...` it execs a fresh launcher, which behaves
 /// like an instance just deployed from the runtime snapshot (same pid, same pipes, ready line on fd 4).
 const FAKE_STUB: &str = r#"#!/usr/bin/python3
@@ -350,6 +385,7 @@ async fn runtime_path_captures_the_function_snapshot_at_the_init_doorbell() {
     let fake = Arc::new(Fake::default());
     let mut cfg = fake_config(dir.path());
     cfg.stub = Some(stub);
+    cfg.stub_zygote = false; // the stand-in has no zygote mode
     cfg.stub_pool = 1;
     let h = host_with(cfg, Some(fake.clone())).await;
     let rt = wait_for_snapshots(&h, 1).await[0].id;
@@ -435,6 +471,7 @@ async fn a_failed_function_capture_still_serves_the_request() {
     let fake = Arc::new(Fake::default());
     let mut cfg = fake_config(dir.path());
     cfg.stub = Some(stub);
+    cfg.stub_zygote = false; // the stand-in has no zygote mode
     let h = host_with(cfg, Some(fake.clone())).await;
     wait_for_snapshots(&h, 1).await;
     fake.fail_capture

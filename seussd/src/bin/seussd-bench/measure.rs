@@ -70,6 +70,8 @@ pub async fn series(host: &Host, name: &str, path: StartPath, n: usize, fresh: b
         let (ms, _) = invoke(host, name, serde_json::json!({"name": format!("n{i}"), "x": i + 1}), Some(path)).await?;
         t.push(ms);
         if fresh {
+            // An instance is parked on an estimate and measured right after its answer: let that land.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
             bytes.extend(host.idle_instances().iter().filter(|x| x.function == name).map(|x| x.bytes));
             host.stop_idle(Some(name)).await;
         }
