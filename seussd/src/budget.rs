@@ -110,6 +110,7 @@ impl Inner {
         });
         let later = hint.is_some();
         inst.bytes = hint.unwrap_or_else(|| self.instance_bytes(&inst));
+        inst.measured = !later;
         inst.last_used_ms = now_ms();
         let id = inst.id;
         let outcome = {
@@ -163,6 +164,7 @@ impl Inner {
             let mut st = self.lock();
             let Some(i) = st.idle.iter_mut().find(|i| i.id == id) else { return };
             i.bytes = bytes;
+            i.measured = true;
             let (f, deployed) = (i.function.clone(), i.deployed);
             if deployed {
                 if let Some(e) = st.functions.get_mut(&f) {
@@ -222,6 +224,8 @@ pub struct IdleInfo {
     pub deployed: bool,
     /// Private bytes charged to the budget.
     pub bytes: u64,
+    /// `bytes` was measured (an instance is parked on an estimate and measured right after its answer).
+    pub measured: bool,
 }
 
 impl crate::host::Host {
@@ -236,6 +240,7 @@ impl crate::host::Host {
                 function: i.function.clone(),
                 deployed: i.deployed,
                 bytes: i.bytes,
+                measured: i.measured,
             })
             .collect()
     }

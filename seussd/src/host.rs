@@ -93,6 +93,8 @@ pub(crate) struct Instance {
     pub cgroup: Option<Cgroup>,
     pub last_used_ms: u64,
     pub bytes: u64,
+    /// `bytes` is a measurement of this instance (not yet: an estimate, see `Inner::park`).
+    pub measured: bool,
 }
 
 impl Instance {

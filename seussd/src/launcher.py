@@ -19,7 +19,6 @@ import gc
 import json
 import os
 import random
-import select
 import sys
 import threading
 import traceback
@@ -134,14 +133,9 @@ def doorbell(kind):
     return cookie.value
 
 
-_deferred_ready = []
-
-
-def after_doorbell(cookie, defer=False):
+def after_doorbell(cookie):
     """Makes a freshly deployed instance unique, then tells seussd it is ready (with CLOCK_MONOTONIC stamps of
-    the resume and of the ready line, which seussd logs as deploy timing). With `defer`, when seussd already
-    queued the first message on stdin, the ready line waits until that message is answered: seussd is then
-    woken once, by the answer, instead of twice."""
+    the resume and of the ready line, which seussd logs as deploy timing)."""
     resumed = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     if cookie:
         random.seed(cookie)
@@ -151,17 +145,8 @@ def after_doorbell(cookie, defer=False):
             pass
         # Descriptors above the protocol ones belong to the stub (e.g. its /dev/seuss): drop them.
         os.closerange(CONTROL_FD + 1, 65536)
-    ready = {"ready": os.getpid(), "cookie": cookie, "resumed_ns": resumed,
-             "ready_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC)}
-    if defer and select.select([0], [], [], 0)[0]:
-        _deferred_ready.append(ready)
-    else:
-        send_control(ready)
-
-
-def flush_deferred_ready():
-    while _deferred_ready:
-        send_control(_deferred_ready.pop())
+    send_control({"ready": os.getpid(), "cookie": cookie, "resumed_ns": resumed,
+                  "ready_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC)})
 
 
 class Action:
@@ -213,7 +198,7 @@ def handle_init(init):
         return end_markers()
     if init.get("snapshot"):
         cookie = doorbell("function")
-        after_doorbell(cookie, defer=True)
+        after_doorbell(cookie)
         if cookie:
             # A child deployed from the function snapshot (a warm start): seussd saw this init succeed when
             # it captured the snapshot, and queued the run message already; answer that instead.
@@ -286,13 +271,11 @@ def loop():
         except Exception as ex:
             send_result({"error": "Malformed message: %s" % ex})
             end_markers()
-            flush_deferred_ready()
             continue
         if "init" in msg:
             handle_init(msg["init"])
         else:
             handle_run(msg)
-        flush_deferred_ready()
 
 
 def main():

@@ -153,6 +153,7 @@ impl Inner {
             cgroup: cg,
             last_used_ms: now_ms(),
             bytes: 0,
+            measured: false,
         }
     }
 

@@ -70,18 +70,25 @@ pub async fn series(host: &Host, name: &str, path: StartPath, n: usize, fresh: b
         let (ms, _) = invoke(host, name, serde_json::json!({"name": format!("n{i}"), "x": i + 1}), Some(path)).await?;
         t.push(ms);
         if fresh {
-            // An instance is parked on an estimate and measured right after its answer: let that land.
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-            bytes.extend(host.idle_instances().iter().filter(|x| x.function == name).map(|x| x.bytes));
+            bytes.extend(idle_bytes(host, name).await);
             host.stop_idle(Some(name)).await;
-        }
-        if let Some(ms) = std::env::var("SEUSS_BENCH_GAP_MS").ok().and_then(|v| v.parse().ok()) {
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
     }
     if !fresh {
-        bytes.extend(host.idle_instances().iter().filter(|x| x.function == name).map(|x| x.bytes));
+        bytes.extend(idle_bytes(host, name).await);
     }
     bytes.sort_unstable();
     Ok((Series::from(t), bytes.get(bytes.len() / 2).copied().unwrap_or(0)))
+}
+
+/// Private bytes of `name`'s idle instances, once measured (an instance is parked on an estimate and
+/// measured right after its answer).
+async fn idle_bytes(host: &Host, name: &str) -> Vec<u64> {
+    for _ in 0..250 {
+        if host.idle_instances().iter().all(|x| x.function != name || x.measured) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    host.idle_instances().iter().filter(|x| x.function == name).map(|x| x.bytes).collect()
 }
