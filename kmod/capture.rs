@@ -55,6 +55,7 @@ pub(crate) fn capture_current() -> Result<u64> {
                 capture_ns: task::now_ns() - t0,
                 children: AtomicU64::new(0),
                 deployed: AtomicU64::new(0),
+                write_set: crate::sys::vec::OnceVec::new(),
             },
             GFP_KERNEL,
         )?)

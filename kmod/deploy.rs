@@ -61,5 +61,11 @@ pub(crate) fn deploy(a: &bindings::seuss_deploy) -> Result<isize> {
         me.kill();
         return Err(e);
     }
+    // Copy now what instances of this snapshot write anyway, instead of one fault at a time later.
+    if crate::sys::param::prefault() {
+        if let Some(pages) = snap.write_set.get() {
+            crate::sys::mm::prefault_current_writes(pages);
+        }
+    }
     Ok(ax as isize)
 }

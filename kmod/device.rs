@@ -12,6 +12,9 @@ use kernel::new_mutex;
 use kernel::sync::{Arc, Mutex};
 
 use crate::freeze::{Freeze, Point};
+
+/// Most pages recorded as a snapshot's write set (8 MiB).
+const WRITE_SET_MAX: usize = 2048;
 use crate::registry;
 use crate::sys::bp::BpKind;
 use crate::sys::miscdev::FileOps;
@@ -190,6 +193,11 @@ impl FileOps for Session {
                 let m = mm::task_mm(&task).ok_or(ESRCH)?;
                 let snap = reg.instance_snapshot(m.as_ptr()).ok_or(ENOENT)?;
                 let counts = m.count_pages()?;
+                if crate::sys::param::prefault() && snap.write_set.get().is_none() && counts.exclusive > 0 {
+                    if let Ok(pages) = m.exclusive_pages(WRITE_SET_MAX) {
+                        snap.write_set.set(pages);
+                    }
+                }
                 a.snap_id = snap.id;
                 a.pages_private = counts.exclusive;
                 write_arg(arg, &a)?;

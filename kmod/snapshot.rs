@@ -12,6 +12,7 @@ use kernel::sync::Arc;
 
 use crate::sys::cpu::TaskState;
 use crate::sys::mm::MmRef;
+use crate::sys::vec::OnceVec;
 
 /// One captured snapshot.
 pub(crate) struct Snapshot {
@@ -30,6 +31,9 @@ pub(crate) struct Snapshot {
     pub(crate) capture_ns: u64,
     pub(crate) children: AtomicU64,
     pub(crate) deployed: AtomicU64,
+    /// The pages the first measured (DIRTY) instance of this snapshot had written: a later deploy breaks
+    /// copy-on-write for them up front. Set once.
+    pub(crate) write_set: OnceVec<u64>,
 }
 
 impl Snapshot {

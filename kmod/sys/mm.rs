@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Address spaces: the task-less snapshot mm, duplicating and swapping mms (the patched kernel's
-//! `seuss_dup_mm`/`seuss_replace_current_mm`), and page-table walks that count pages.
+//! `seuss_dup_mm`/`seuss_replace_current_mm`), page-table walks that count pages or list an instance's own
+//! pages, and breaking copy-on-write ahead of time for a list of pages.
 
 use core::ptr::NonNull;
+use kernel::alloc::{flags::GFP_ATOMIC, flags::GFP_KERNEL, KVec};
 use kernel::bindings;
 use kernel::error::{code::*, Result};
 
@@ -49,6 +51,15 @@ impl MmRef {
     /// Page counts of this mm.
     pub(crate) fn count_pages(&self) -> Result<PageCounts> {
         count_pages(self.0.as_ptr())
+    }
+
+    /// Addresses of the anonymous pages only this mm maps (for an instance: what it wrote since its
+    /// deploy), at most `cap` of them, in address order.
+    pub(crate) fn exclusive_pages(&self, cap: usize) -> Result<KVec<u64>> {
+        let mut v = KVec::with_capacity(cap, GFP_KERNEL)?;
+        let mut c = Collect { v: &mut v, counts: PageCounts::default() };
+        walk(self.0.as_ptr(), &COLLECT_OPS.0, &mut c as *mut _ as *mut core::ffi::c_void)?;
+        Ok(v)
     }
 
     /// Bytes of page tables this mm holds.
@@ -147,6 +158,34 @@ fn vma_unsupported(vma: *const bindings::vm_area_struct) -> bool {
     flags & bindings::SEUSS_VM_HUGETLB != 0
 }
 
+/// What a collecting walk fills: the addresses (never past the vector's capacity: the walk runs under
+/// PTE locks, where nothing may allocate) and, for `walk_test`, the counts.
+#[repr(C)]
+struct Collect<'a> {
+    counts: PageCounts,
+    v: &'a mut KVec<u64>,
+}
+
+unsafe extern "C" fn collect_test(start: kernel::ffi::c_ulong, end: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
+    // SAFETY: `private` is a Collect whose first field is the PageCounts walk_test expects (repr below).
+    unsafe { walk_test(start, end, walk) }
+}
+
+unsafe extern "C" fn collect_pte(pte: *mut bindings::pte_t, addr: kernel::ffi::c_ulong, _next: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
+    // SAFETY: called with the PTE lock held and a valid pte; `private` is our Collect.
+    unsafe {
+        let c = &mut *((*walk).private as *mut Collect<'_>);
+        if bindings::seuss_pte_kind(pte) >= 3 {
+            if c.v.len() >= c.v.capacity() {
+                return 1; // full: stop the walk
+            }
+            // Within capacity, so this does not allocate.
+            let _ = c.v.push(addr as u64, GFP_ATOMIC);
+        }
+    }
+    0
+}
+
 unsafe extern "C" fn walk_test(_start: kernel::ffi::c_ulong, _end: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
     // SAFETY: walk_page_range passes a valid walk whose `private` is our PageCounts and whose vma is set.
     unsafe {
@@ -198,27 +237,63 @@ static COUNT_OPS: WalkOps = WalkOps(bindings::mm_walk_ops {
     walk_lock: bindings::page_walk_lock_PGWALK_RDLOCK,
 });
 
-/// Counts the pages of `mm` under its mmap read lock.
-fn count_pages(mm: *mut bindings::mm_struct) -> Result<PageCounts> {
-    let mut counts = PageCounts::default();
+static COLLECT_OPS: WalkOps = WalkOps(bindings::mm_walk_ops {
+    pgd_entry: None,
+    p4d_entry: None,
+    pud_entry: None,
+    pmd_entry: None,
+    pte_entry: Some(collect_pte),
+    pte_hole: None,
+    hugetlb_entry: None,
+    test_walk: Some(collect_test),
+    pre_vma: None,
+    post_vma: None,
+    walk_lock: bindings::page_walk_lock_PGWALK_RDLOCK,
+});
+
+/// Walks all of `mm`'s user range under its mmap read lock with `ops`.
+fn walk(mm: *mut bindings::mm_struct, ops: &bindings::mm_walk_ops, private: *mut core::ffi::c_void) -> Result {
     // SAFETY: the caller holds a user reference on `mm`; we take its mmap lock for the walk as
-    // PGWALK_RDLOCK requires; `counts` outlives the walk.
+    // PGWALK_RDLOCK requires; `private` outlives the walk.
     let r = unsafe {
         bindings::mmap_read_lock(mm);
-        let r = bindings::walk_page_range(
-            mm,
-            0,
-            bindings::seuss_task_size_max(),
-            &COUNT_OPS.0,
-            &mut counts as *mut _ as *mut core::ffi::c_void,
-        );
+        let r = bindings::walk_page_range(mm, 0, bindings::seuss_task_size_max(), ops, private);
         bindings::mmap_read_unlock(mm);
         r
     };
+    // A positive return is a callback's early stop (a full collection), not an error.
     if r < 0 {
         return Err(kernel::error::Error::from_errno(r));
     }
+    Ok(())
+}
+
+/// Counts the pages of `mm` under its mmap read lock.
+fn count_pages(mm: *mut bindings::mm_struct) -> Result<PageCounts> {
+    let mut counts = PageCounts::default();
+    walk(mm, &COUNT_OPS.0, &mut counts as *mut _ as *mut core::ffi::c_void)?;
     Ok(counts)
+}
+
+/// Breaks copy-on-write ahead of time at `addrs` in the caller's own mm, as writes there would (pages
+/// that are gone or not writable are skipped). Returns how many were faulted in. Takes the caller's mmap
+/// lock; call with no seuss lock held.
+pub(crate) fn prefault_current_writes(addrs: &[u64]) -> u64 {
+    let mm = current_mm_ptr();
+    let mut n = 0;
+    // SAFETY: current->mm is the caller's live mm. fixup_user_fault wants the mmap lock held for read;
+    // with a NULL `unlocked` it never drops it.
+    unsafe {
+        bindings::mmap_read_lock(mm);
+        for &a in addrs {
+            let r = bindings::fixup_user_fault(mm, a as _, bindings::fault_flag_FAULT_FLAG_WRITE, core::ptr::null_mut());
+            if r == 0 {
+                n += 1;
+            }
+        }
+        bindings::mmap_read_unlock(mm);
+    }
+    n
 }
 
 /// Counts the pages of the caller's own mm.

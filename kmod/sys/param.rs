@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The module parameter `max_pages` (6.12's Rust `module!` has no parameters, so this declares the
-//! `kernel_param` and its modinfo by hand, as C's `module_param(max_pages, ulong, 0644)` would).
+//! The module parameters `max_pages` and `prefault` (6.12's Rust `module!` has no parameters, so this
+//! declares each `kernel_param` by hand, as C's `module_param(name, ulong, 0644)` would).
 
 use kernel::bindings;
 
@@ -12,6 +12,16 @@ pub(crate) fn max_pages() -> u64 {
     // SAFETY: a plain integer written only by the param_ops_ulong setter; a torn read is impossible on
     // x86_64 for an aligned u64, and a racy read is acceptable for a cap.
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!(MAX_PAGES)) as u64 }
+}
+
+/// Whether deploys break copy-on-write ahead of time for the pages a snapshot's first measured instance
+/// wrote (1, the default) or leave every first write to a page fault (0).
+static mut PREFAULT: core::ffi::c_ulong = 1;
+
+/// The current value of `prefault`.
+pub(crate) fn prefault() -> bool {
+    // SAFETY: as for `max_pages`.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(PREFAULT)) != 0 }
 }
 
 #[repr(transparent)]
@@ -39,6 +49,22 @@ static PARAM_MAX_PAGES: Param = Param(bindings::kernel_param {
     __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
         // The address of our static value, which lives as long as the module.
         arg: core::ptr::addr_of_mut!(MAX_PAGES) as *mut core::ffi::c_void,
+    },
+});
+
+#[link_section = "__param"]
+#[used]
+static PARAM_PREFAULT: Param = Param(bindings::kernel_param {
+    name: c"prefault".as_ptr() as *const _,
+    // The module's own `struct module`, as THIS_MODULE is in C.
+    mod_: core::ptr::addr_of!(__this_module) as *mut _,
+    ops: core::ptr::addr_of!(bindings::param_ops_ulong),
+    perm: 0o644,
+    level: -1,
+    flags: 0,
+    __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
+        // The address of our static value, which lives as long as the module.
+        arg: core::ptr::addr_of_mut!(PREFAULT) as *mut core::ffi::c_void,
     },
 });
 

@@ -16,6 +16,7 @@ pub const CASES: &[Case] = &[
     Case { name: "children_are_isolated_from_siblings_snapshot_and_source", run: isolation },
     Case { name: "tree_child_snapshot_records_parent_and_diff", run: tree },
     Case { name: "dirty_counts_pages_an_instance_wrote", run: dirty },
+    Case { name: "deploys_prefault_the_first_instances_write_set", run: prefault },
     Case { name: "freeze_now_in_blocking_read_restarts_in_children", run: freeze_now },
     Case { name: "python3_20_children_answer_with_unique_random", run: python20 },
     Case { name: "deploy_writes_tid_and_cookie", run: tid_cookie },
@@ -219,6 +220,43 @@ fn dirty() -> Result<(), String> {
     println!("# dirty: {before} private pages after deploy, {after} after writing 256 pages");
     check(after >= before + 256 && before < 64, || format!("before {before} after {after}"))?;
     check(d.dirty(std::process::id() as i32) == Err(Errno::ENOENT), || "DIRTY of a non-instance".into())?;
+    d.snap_release(snap).map_err(e("SNAP_RELEASE"))
+}
+
+/// The first DIRTY of an instance records the pages it wrote as its snapshot's write set; a later deploy
+/// starts with those pages already copied (private), holding the snapshot's data, unless `prefault=0`.
+fn prefault() -> Result<(), String> {
+    const PARAM: &str = "/sys/module/seuss/parameters/prefault";
+    ensure_loaded()?;
+    let d = dev()?;
+    let set = |v: &str| std::fs::write(PARAM, v).map_err(|x| format!("{PARAM}: {x}"));
+    set("1")?;
+    let snap = snapshot_of(&d, &["watch"])?;
+    let mut a = fork_deploy(&d, snap, DeployOpts::default(), || {});
+    a.send("scribble")?;
+    a.line()?;
+    let (_, wrote) = d.dirty(a.pid).map_err(e("DIRTY of the first instance"))?;
+    sigkill(a.pid);
+    a.wait();
+    let fresh = |d: &Device| -> Result<u64, String> {
+        let mut b = fork_deploy(d, snap, DeployOpts::default(), || {});
+        std::thread::sleep(Duration::from_millis(200)); // let the child finish its deploy
+        let (_, at_start) = d.dirty(b.pid).map_err(e("DIRTY at start"))?;
+        b.send("check")?;
+        let line = b.line()?;
+        let pid = b.pid;
+        let code = b.wait();
+        expect_report(&line, pid)?;
+        check(code == REPORT_OK, || format!("child exit {code}: {line}"))?;
+        Ok(at_start)
+    };
+    let with = fresh(&d)?;
+    set("0")?;
+    let without = fresh(&d);
+    set("1")?;
+    let without = without?;
+    println!("# prefault: first instance wrote {wrote} pages; next deploy starts with {with} private, {without} with prefault=0");
+    check(wrote >= 256 && with >= 256 && without < 64, || format!("wrote {wrote}, with {with}, without {without}"))?;
     d.snap_release(snap).map_err(e("SNAP_RELEASE"))
 }
 
