@@ -193,7 +193,10 @@ impl FileOps for Session {
                 let m = mm::task_mm(&task).ok_or(ESRCH)?;
                 let snap = reg.instance_snapshot(m.as_ptr()).ok_or(ENOENT)?;
                 let counts = m.count_pages()?;
-                if crate::sys::param::prefault() && snap.write_set.get().is_none() && counts.exclusive > 0 {
+                // Only a leaf's instances all do the same thing (a runtime snapshot's children each load a
+                // different function: prefaulting one's writes into the next would bloat its diff).
+                let leaf = snap.children.load(core::sync::atomic::Ordering::Relaxed) == 0;
+                if crate::sys::param::prefault() && leaf && snap.write_set.get().is_none() && counts.exclusive > 0 {
                     if let Ok(pages) = m.exclusive_pages(WRITE_SET_MAX) {
                         snap.write_set.set(pages);
                     }

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 pub const PAGE: u64 = 4096;
 
+/// How long an instance's measured size is trusted before it is measured again.
+pub const REMEASURE_MS: u64 = 1000;
+
 /// Bytes in use and eviction candidates (the runtime snapshot is pinned).
 pub(crate) fn candidates(st: &State) -> (u64, Vec<Candidate>) {
     let mut c = Vec::new();
@@ -108,8 +111,16 @@ impl Inner {
             let h = st.functions.get(&inst.function).map_or(0, |e| e.bytes_hint);
             (inst.deployed && h > 0).then_some(h)
         });
-        let later = hint.is_some();
-        inst.bytes = hint.unwrap_or_else(|| self.instance_bytes(&inst));
+        // An instance measured within the last REMEASURE_MS keeps its figure (a busy hot instance would
+        // otherwise walk its page tables after every activation).
+        let fresh = inst.measured && now_ms().saturating_sub(inst.measured_ms) < REMEASURE_MS;
+        let later = hint.is_some() && !fresh;
+        if hint.is_none() {
+            inst.bytes = self.instance_bytes(&inst);
+            inst.measured_ms = now_ms();
+        } else if !fresh {
+            inst.bytes = hint.unwrap_or_default();
+        }
         inst.measured = !later;
         inst.last_used_ms = now_ms();
         let id = inst.id;
@@ -165,6 +176,7 @@ impl Inner {
             let Some(i) = st.idle.iter_mut().find(|i| i.id == id) else { return };
             i.bytes = bytes;
             i.measured = true;
+            i.measured_ms = now_ms();
             let (f, deployed) = (i.function.clone(), i.deployed);
             if deployed {
                 if let Some(e) = st.functions.get_mut(&f) {

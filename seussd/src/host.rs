@@ -95,6 +95,8 @@ pub(crate) struct Instance {
     pub bytes: u64,
     /// `bytes` is a measurement of this instance (not yet: an estimate, see `Inner::park`).
     pub measured: bool,
+    /// When `bytes` was last measured (ms since the epoch; 0: never).
+    pub measured_ms: u64,
 }
 
 impl Instance {

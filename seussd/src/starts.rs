@@ -154,6 +154,7 @@ impl Inner {
             last_used_ms: now_ms(),
             bytes: 0,
             measured: false,
+            measured_ms: 0,
         }
     }
 
