@@ -36,37 +36,29 @@ extern "C" {
     static __this_module: bindings::module;
 }
 
-#[link_section = "__param"]
-#[used]
-static PARAM_MAX_PAGES: Param = Param(bindings::kernel_param {
-    name: c"max_pages".as_ptr() as *const _,
-    // The module's own `struct module`, as THIS_MODULE is in C.
-    mod_: core::ptr::addr_of!(__this_module) as *mut _,
-    ops: core::ptr::addr_of!(bindings::param_ops_ulong),
-    perm: 0o644,
-    level: -1,
-    flags: 0,
-    __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
-        // The address of our static value, which lives as long as the module.
-        arg: core::ptr::addr_of_mut!(MAX_PAGES) as *mut core::ffi::c_void,
-    },
-});
+/// Declares a `ulong` module parameter `$name` (0644) backed by the static `$value`.
+macro_rules! ulong_param {
+    ($item:ident, $name:literal, $value:ident) => {
+        #[link_section = "__param"]
+        #[used]
+        static $item: Param = Param(bindings::kernel_param {
+            name: $name.as_ptr() as *const _,
+            // The module's own `struct module`, as THIS_MODULE is in C.
+            mod_: core::ptr::addr_of!(__this_module) as *mut _,
+            ops: core::ptr::addr_of!(bindings::param_ops_ulong),
+            perm: 0o644,
+            level: -1,
+            flags: 0,
+            __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
+                // The address of our static value, which lives as long as the module.
+                arg: core::ptr::addr_of_mut!($value) as *mut core::ffi::c_void,
+            },
+        });
+    };
+}
 
-#[link_section = "__param"]
-#[used]
-static PARAM_PREFAULT: Param = Param(bindings::kernel_param {
-    name: c"prefault".as_ptr() as *const _,
-    // The module's own `struct module`, as THIS_MODULE is in C.
-    mod_: core::ptr::addr_of!(__this_module) as *mut _,
-    ops: core::ptr::addr_of!(bindings::param_ops_ulong),
-    perm: 0o644,
-    level: -1,
-    flags: 0,
-    __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
-        // The address of our static value, which lives as long as the module.
-        arg: core::ptr::addr_of_mut!(PREFAULT) as *mut core::ffi::c_void,
-    },
-});
+ulong_param!(PARAM_MAX_PAGES, c"max_pages", MAX_PAGES);
+ulong_param!(PARAM_PREFAULT, c"prefault", PREFAULT);
 
 // No `parmtype=`/`parm=` modinfo strings: a second `.modinfo` section from this crate would hide the
 // one `module!` emits from modpost. `modinfo` therefore lists the parameter without a description.

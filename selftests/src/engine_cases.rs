@@ -66,16 +66,22 @@ fn expect_report(line: &str, pid: i32) -> Result<(), String> {
     Ok(())
 }
 
-fn deploy_and_check(d: &Device, snap: u64) -> Result<(), String> {
-    let mut s = fork_deploy(d, snap, DeployOpts::default(), || {});
+/// Asks a deployed child for its report and waits for it to exit: a full, matching report and a normal exit.
+/// Returns the report line.
+fn checked_report(mut s: Stub) -> Result<String, String> {
     s.send("check")?;
     let line = s.line()?;
     let pid = s.pid;
     let code = s.wait();
     expect_report(&line, pid)?;
+    check(code == REPORT_OK, || format!("child exit {code}: {line}"))?;
+    Ok(line)
+}
+
+fn deploy_and_check(d: &Device, snap: u64) -> Result<(), String> {
+    let line = checked_report(fork_deploy(d, snap, DeployOpts::default(), || {}))?;
     // MADV_WIPEONFORK memory is empty in a snapshot, as in a fork child.
-    check(field(&line, "wipe") == Some("0"), || format!("wipe-on-fork page kept its data: {line}"))?;
-    check(code == REPORT_OK, || format!("child exit {code}: {line}"))
+    check(field(&line, "wipe") == Some("0"), || format!("wipe-on-fork page kept its data: {line}"))
 }
 
 fn watch_deploy3() -> Result<(), String> {
@@ -239,15 +245,10 @@ fn prefault() -> Result<(), String> {
     sigkill(a.pid);
     a.wait();
     let fresh = |d: &Device| -> Result<u64, String> {
-        let mut b = fork_deploy(d, snap, DeployOpts::default(), || {});
+        let b = fork_deploy(d, snap, DeployOpts::default(), || {});
         std::thread::sleep(Duration::from_millis(200)); // let the child finish its deploy
         let (_, at_start) = d.dirty(b.pid).map_err(e("DIRTY at start"))?;
-        b.send("check")?;
-        let line = b.line()?;
-        let pid = b.pid;
-        let code = b.wait();
-        expect_report(&line, pid)?;
-        check(code == REPORT_OK, || format!("child exit {code}: {line}"))?;
+        checked_report(b)?;
         Ok(at_start)
     };
     let with = fresh(&d)?;
@@ -311,13 +312,9 @@ fn tid_cookie() -> Result<(), String> {
     t.wait();
     for k in 0..3u64 {
         let val = 0xc00c_1e00 + k;
-        let mut s = fork_deploy(&d, snap, DeployOpts { tid_addr: Some(tidvar), cookie: Some((cookie, val)) }, || {});
-        s.send("check")?;
-        let l = s.line()?;
+        let s = fork_deploy(&d, snap, DeployOpts { tid_addr: Some(tidvar), cookie: Some((cookie, val)) }, || {});
         let pid = s.pid;
-        let code = s.wait();
-        expect_report(&l, pid)?;
-        check(code == REPORT_OK, || format!("exit {code}"))?;
+        let l = checked_report(s)?;
         check(field(&l, "tidvar") == Some(&pid.to_string()) && field(&l, "tid") == Some(&pid.to_string()), || format!("tid not written: {l}"))?;
         check(field(&l, "cookie") == Some(&val.to_string()), || format!("cookie not written: {l}"))?;
     }
