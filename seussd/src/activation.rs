@@ -143,12 +143,11 @@ impl Inner {
         self.activations.fetch_add(1, Ordering::Relaxed);
         let t_park = std::time::Instant::now();
         // A healthy instance is parked before the answer, so the caller's next invocation can find it idle.
-        let (mut retire, mut measure) = (None, None);
-        match after {
-            Some((inst, true)) => measure = self.park(inst).await,
-            Some((inst, false)) => retire = Some(inst),
-            None => {}
-        }
+        let (retire, measure) = match after {
+            Some((inst, true)) => (None, self.park(inst).await),
+            Some((inst, false)) => (Some(inst), None),
+            None => (None, None),
+        };
         self.unsaved_activations().insert(id.clone(), act.clone());
         let rec = act.clone();
         // The caller may have given up (a blocking invoke past its wait): the record is stored anyway.

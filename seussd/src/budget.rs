@@ -88,13 +88,13 @@ impl Inner {
     }
 
     /// Private bytes of an instance: pages it dirtied since its deploy, or its whole private memory.
-    fn instance_bytes(&self, inst: &Instance) -> u64 {
-        if inst.deployed {
-            if let Some(Ok((_, pages))) = self.engine.as_ref().map(|e| e.dirty(inst.proc.pid)) {
+    fn instance_bytes(&self, pid: i32, deployed: bool) -> u64 {
+        if deployed {
+            if let Some(Ok((_, pages))) = self.engine.as_ref().map(|e| e.dirty(pid)) {
                 return pages * PAGE;
             }
         }
-        crate::proc::private_bytes(inst.proc.pid)
+        crate::proc::private_bytes(pid)
     }
 
     /// Returns a used instance to the idle pool if it fits the budget (evicting colder things), else stops it.
@@ -116,7 +116,7 @@ impl Inner {
         let fresh = inst.measured && now_ms().saturating_sub(inst.measured_ms) < REMEASURE_MS;
         let later = hint.is_some() && !fresh;
         if hint.is_none() {
-            inst.bytes = self.instance_bytes(&inst);
+            inst.bytes = self.instance_bytes(inst.proc.pid, inst.deployed);
             inst.measured_ms = now_ms();
         } else if !fresh {
             inst.bytes = hint.unwrap_or_default();
@@ -167,10 +167,7 @@ impl Inner {
             st.idle.iter().find(|i| i.id == id).map(|i| (i.proc.pid, i.deployed))
         };
         let Some((pid, deployed)) = probe else { return };
-        let bytes = match self.engine.as_ref().filter(|_| deployed).map(|e| e.dirty(pid)) {
-            Some(Ok((_, pages))) => pages * PAGE,
-            _ => crate::proc::private_bytes(pid),
-        };
+        let bytes = self.instance_bytes(pid, deployed);
         let ev = {
             let mut st = self.lock();
             let Some(i) = st.idle.iter_mut().find(|i| i.id == id) else { return };

@@ -27,7 +27,8 @@ pub(crate) struct Deployed {
     pub first_result: Option<Option<Line>>,
 }
 
-enum DeployEvent {
+/// What ended [`Inner::wait_deployed`].
+pub(crate) enum DeployEvent {
     Ready(Value),
     Result(Option<Line>),
 }
@@ -133,10 +134,10 @@ impl Inner {
         unreachable!("the loop returns")
     }
 
-    /// Waits for a deployed child's ready line (or the stub's `error ...` line); with `watch_result`, a result
-    /// line arriving first (the child answered a queued message before seussd read its ready line) also ends
-    /// the wait.
-    async fn wait_deployed(
+    /// Waits for a launcher's ready line (or a stub's `error ...` line); with `watch_result`, a result line
+    /// arriving first (the child answered a queued message before seussd read its ready line) also ends the
+    /// wait. A control line too long to be either counts as a failure, like the end of the stream.
+    pub(crate) async fn wait_deployed(
         &self,
         p: &mut Proc,
         deadline: Instant,
@@ -168,9 +169,8 @@ impl Inner {
                         return Ok(DeployEvent::Ready(v));
                     }
                 }
-                Ev::Ctl(Some(Line::TooLong)) => {}
                 Ev::Result(Some(l)) => return Ok(DeployEvent::Result(Some(l))),
-                Ev::Ctl(None) | Ev::Result(None) => {
+                Ev::Ctl(Some(Line::TooLong)) | Ev::Ctl(None) | Ev::Result(None) => {
                     let err = p.stderr_text(Duration::from_millis(200)).await;
                     let code = p.wait_exit(Duration::from_millis(500)).await;
                     return Err(format!(

@@ -42,14 +42,17 @@ enum Handle {
     Pidfd(tokio::io::unix::AsyncFd<OwnedFd>),
 }
 
+/// SIGKILLs the process behind a pidfd (ESRCH, ignored, once it is gone).
+fn pidfd_kill(fd: &impl AsRawFd) {
+    // SAFETY: pidfd_send_signal on a valid pidfd, without siginfo or flags.
+    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32) };
+}
+
 impl Drop for Handle {
     /// Like `kill_on_drop` for children: a stub nobody holds any more is killed.
     fn drop(&mut self) {
         if let Handle::Pidfd(fd) = self {
-            // SAFETY: pidfd_send_signal on a valid pidfd, without siginfo or flags; ESRCH once it is gone.
-            unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32)
-            };
+            pidfd_kill(fd);
         }
     }
 }
@@ -294,10 +297,7 @@ impl Proc {
                 let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
             }
             Handle::Pidfd(fd) => {
-                // SAFETY: pidfd_send_signal on a valid pidfd, without siginfo or flags.
-                unsafe {
-                    libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32)
-                };
+                pidfd_kill(fd);
                 let _ = tokio::time::timeout(Duration::from_secs(5), fd.readable()).await;
             }
         }

@@ -110,29 +110,9 @@ impl Inner {
 
     /// Waits for the launcher's `{"ready": pid, ...}` control line (or a stub's `error ...` line); returns it.
     pub(crate) async fn wait_ready(&self, p: &mut Proc, deadline: Instant) -> Result<Value, String> {
-        loop {
-            match tokio::time::timeout_at(deadline, p.ctl.recv()).await {
-                Ok(Some(Line::Data(d))) => {
-                    if d.starts_with(b"error") {
-                        return Err(String::from_utf8_lossy(&d).into_owned());
-                    }
-                    if let Some(v) = serde_json::from_slice::<Value>(&d)
-                        .ok()
-                        .filter(|v| v.get("ready").is_some())
-                    {
-                        return Ok(v);
-                    }
-                }
-                Ok(_) => {
-                    let err = p.stderr_text(Duration::from_millis(200)).await;
-                    let code = p.wait_exit(Duration::from_millis(500)).await;
-                    return Err(format!(
-                        "instance exited (status {code:?}) before it was ready: {}",
-                        err.trim()
-                    ));
-                }
-                Err(_) => return Err("instance not ready before the deadline".into()),
-            }
+        match self.wait_deployed(p, deadline, false).await? {
+            crate::deploy::DeployEvent::Ready(v) => Ok(v),
+            crate::deploy::DeployEvent::Result(_) => unreachable!("result lines are not watched"),
         }
     }
 

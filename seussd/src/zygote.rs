@@ -18,7 +18,7 @@ use std::sync::Mutex;
 pub struct Zygote {
     /// Requests and replies, one at a time.
     sock: Mutex<OwnedFd>,
-    child: Mutex<std::process::Child>,
+    child: std::process::Child,
 }
 
 impl Zygote {
@@ -37,11 +37,10 @@ impl Zygote {
             .current_dir("/")
             .stdin(std::process::Stdio::from(theirs))
             .spawn()?;
-        let z = Self {
+        Ok(Self {
             sock: Mutex::new(ours),
-            child: Mutex::new(child),
-        };
-        Ok(z)
+            child,
+        })
     }
 
     /// Has the zygote fork a stub with `fds` as its descriptors 0-4, joining `cgroup_procs` (a
@@ -98,8 +97,7 @@ impl Zygote {
 
 impl Drop for Zygote {
     fn drop(&mut self) {
-        let mut c = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = c.kill();
-        let _ = c.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
