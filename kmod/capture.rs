@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! CAPTURE, run by the parked task itself: check the task can be captured correctly, count its pages
-//! (the diff against its parent snapshot, if it was deployed from one), save its user state and make a
-//! task-less copy-on-write duplicate of its address space.
+//! (the diff against its parent snapshot, if it was deployed from one, after giving back the copies that
+//! still hold the parent's bytes), save its user state and make a task-less copy-on-write duplicate of its
+//! address space.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::alloc::flags::GFP_KERNEL;
@@ -22,12 +23,18 @@ pub(crate) fn capture_current() -> Result<u64> {
     // A vfork child or CLONE_VM sibling shares the mm; io_uring rings reference kernel objects.
     task::current_can_be_replaced()?;
     let t0 = task::now_ns();
+    let parent = reg.instance_snapshot(mm::current_mm_ptr());
+    // A deployed task's copies that still hold its parent's bytes (a count that went up and back down)
+    // need not be stored again: map the parent's pages there first, so the snapshot keeps real changes.
+    let mut unchanged = 0;
+    if let Some(p) = parent.as_ref().filter(|_| param::share_unchanged()) {
+        unchanged = mm::share_unchanged_with(&p.mm)?;
+    }
     // Count before duplicating: afterwards every page is shared with the snapshot.
     let counts = mm::count_current_pages()?;
     if counts.unsupported_vmas != 0 {
         return Err(crate::sys::eopnotsupp());
     }
-    let parent = reg.instance_snapshot(mm::current_mm_ptr());
     let private = if parent.is_some() { counts.exclusive } else { counts.anon };
     let max = param::max_pages();
     let held = reg.pages_held.fetch_add(private, Ordering::Relaxed);
@@ -51,11 +58,12 @@ pub(crate) fn capture_current() -> Result<u64> {
                 uid: me.kuid(),
                 pages_mapped: counts.mapped,
                 pages_private: private,
+                pages_unchanged: unchanged,
                 pt_bytes,
                 capture_ns: task::now_ns() - t0,
                 children: AtomicU64::new(0),
                 deployed: AtomicU64::new(0),
-                write_set: crate::sys::vec::OnceVec::new(),
+                touch_set: crate::sys::vec::OnceVec::new(),
             },
             GFP_KERNEL,
         )?)

@@ -61,10 +61,12 @@ pub(crate) fn deploy(a: &bindings::seuss_deploy) -> Result<isize> {
         me.kill();
         return Err(e);
     }
-    // Copy now what instances of this snapshot write anyway, instead of one fault at a time later.
-    if crate::sys::param::prefault() {
-        if let Some(pages) = snap.write_set.get() {
-            crate::sys::mm::prefault_current_writes(pages);
+    // Copy now what instances of this snapshot write anyway, and map the program text they run, instead
+    // of one fault at a time later.
+    let pf = crate::sys::param::prefault();
+    if pf != 0 {
+        if let Some(pages) = snap.touch_set.get() {
+            crate::sys::mm::prefault_current(pages, pf & 1 != 0, pf & crate::sys::param::PREFAULT_READS != 0);
         }
     }
     Ok(ax as isize)

@@ -14,7 +14,7 @@ use kernel::sync::{Arc, Mutex};
 use crate::freeze::{Freeze, Point};
 
 /// Most pages recorded as a snapshot's write set (8 MiB).
-const WRITE_SET_MAX: usize = 2048;
+const TOUCH_SET_MAX: usize = 4096;
 use crate::registry;
 use crate::sys::bp::BpKind;
 use crate::sys::miscdev::FileOps;
@@ -162,6 +162,7 @@ impl FileOps for Session {
                 a.capture_ns = s.capture_ns;
                 a.children = s.children.load(Ordering::Relaxed);
                 a.deployed = s.deployed.load(Ordering::Relaxed);
+                a.pages_unchanged = s.pages_unchanged;
                 write_arg(arg, &a)?;
                 Ok(0)
             }
@@ -196,9 +197,9 @@ impl FileOps for Session {
                 // Only a leaf's instances all do the same thing (a runtime snapshot's children each load a
                 // different function: prefaulting one's writes into the next would bloat its diff).
                 let leaf = snap.children.load(core::sync::atomic::Ordering::Relaxed) == 0;
-                if crate::sys::param::prefault() && leaf && snap.write_set.get().is_none() && counts.exclusive > 0 {
-                    if let Ok(pages) = m.exclusive_pages(WRITE_SET_MAX) {
-                        snap.write_set.set(pages);
+                if param::prefault() != 0 && leaf && snap.touch_set.get().is_none() && counts.exclusive > 0 {
+                    if let Ok(pages) = m.touched_pages(TOUCH_SET_MAX) {
+                        snap.touch_set.set(pages);
                     }
                 }
                 a.snap_id = snap.id;

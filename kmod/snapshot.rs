@@ -27,13 +27,15 @@ pub(crate) struct Snapshot {
     pub(crate) pages_mapped: u64,
     /// Anonymous pages not shared with the parent snapshot (for a root: all anonymous pages).
     pub(crate) pages_private: u64,
+    /// Pages the captured task had copied but not changed, mapped from the parent again at capture.
+    pub(crate) pages_unchanged: u64,
     pub(crate) pt_bytes: u64,
     pub(crate) capture_ns: u64,
     pub(crate) children: AtomicU64,
     pub(crate) deployed: AtomicU64,
-    /// The pages the first measured (DIRTY) instance of this snapshot had written: a later deploy breaks
-    /// copy-on-write for them up front. Set once.
-    pub(crate) write_set: OnceVec<u64>,
+    /// The pages the first measured (DIRTY) instance of this snapshot had written, and (tagged
+    /// `mm::READ`) the file pages it had mapped to read: a later deploy faults them in up front. Set once.
+    pub(crate) touch_set: OnceVec<u64>,
 }
 
 impl Snapshot {

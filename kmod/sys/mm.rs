@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Address spaces: the task-less snapshot mm, duplicating and swapping mms (the patched kernel's
 //! `seuss_dup_mm`/`seuss_replace_current_mm`), page-table walks that count pages or list an instance's own
-//! pages, and breaking copy-on-write ahead of time for a list of pages.
+//! pages, faulting in ahead of time a list of pages, and sharing unchanged copies back.
 
 use core::ptr::NonNull;
 use kernel::alloc::{flags::GFP_ATOMIC, flags::GFP_KERNEL, KVec};
@@ -53,13 +53,12 @@ impl MmRef {
         count_pages(self.0.as_ptr())
     }
 
-    /// Addresses of the anonymous pages only this mm maps (for an instance: what it wrote since its
-    /// deploy), at most `cap` of them, in address order.
-    pub(crate) fn exclusive_pages(&self, cap: usize) -> Result<KVec<u64>> {
-        let mut v = KVec::with_capacity(cap, GFP_KERNEL)?;
-        let mut c = Collect { v: &mut v, counts: PageCounts::default() };
-        walk(self.0.as_ptr(), &COLLECT_OPS.0, &mut c as *mut _ as *mut core::ffi::c_void)?;
-        Ok(v)
+    /// What an instance touched since its deploy, as [`prefault_current`] takes it, at most `cap`
+    /// entries in address order: the anonymous pages only this mm maps (what it wrote), and one page per
+    /// 64 KiB window of file pages it mapped where a deploy copies no page tables (file mappings it never
+    /// wrote: program text, read-only data), tagged [`READ`].
+    pub(crate) fn touched_pages(&self, cap: usize) -> Result<KVec<u64>> {
+        collect(self.0.as_ptr(), cap, true)
     }
 
     /// Bytes of page tables this mm holds.
@@ -158,30 +157,62 @@ fn vma_unsupported(vma: *const bindings::vm_area_struct) -> bool {
     flags & bindings::SEUSS_VM_HUGETLB != 0
 }
 
+/// Tag (bit 0 of a page address) of a page to fault in for reading rather than writing.
+pub(crate) const READ: u64 = 1;
+
 /// What a collecting walk fills: the addresses (never past the vector's capacity: the walk runs under
 /// PTE locks, where nothing may allocate) and, for `walk_test`, the counts.
 #[repr(C)]
 struct Collect<'a> {
     counts: PageCounts,
     v: &'a mut KVec<u64>,
+    /// Also list file pages read where a deploy copies no page tables.
+    reads: bool,
+    /// The VMA being walked is such a mapping.
+    in_read_vma: bool,
+    /// The 64 KiB window of the last read page listed.
+    last_window: u64,
+}
+
+/// Collects the addresses `Collect` describes from `mm`, at most `cap`.
+fn collect(mm: *mut bindings::mm_struct, cap: usize, reads: bool) -> Result<KVec<u64>> {
+    let mut v = KVec::with_capacity(cap, GFP_KERNEL)?;
+    let mut c = Collect { v: &mut v, counts: PageCounts::default(), reads, in_read_vma: false, last_window: u64::MAX };
+    walk(mm, &COLLECT_OPS.0, &mut c as *mut _ as *mut core::ffi::c_void)?;
+    Ok(v)
 }
 
 unsafe extern "C" fn collect_test(start: kernel::ffi::c_ulong, end: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
-    // SAFETY: `private` is a Collect whose first field is the PageCounts walk_test expects (repr below).
-    unsafe { walk_test(start, end, walk) }
+    // SAFETY: `private` is a Collect whose first field is the PageCounts walk_test expects (repr above);
+    // the walk's vma is valid during the callback.
+    unsafe {
+        let c = &mut *((*walk).private as *mut Collect<'_>);
+        let vma = (*walk).vma;
+        // fork-style duplication skips the page tables of VMAs with no anonymous pages (vma_needs_copy).
+        c.in_read_vma = c.reads && !(*vma).vm_file.is_null() && (*vma).anon_vma.is_null();
+        walk_test(start, end, walk)
+    }
 }
 
 unsafe extern "C" fn collect_pte(pte: *mut bindings::pte_t, addr: kernel::ffi::c_ulong, _next: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
     // SAFETY: called with the PTE lock held and a valid pte; `private` is our Collect.
     unsafe {
         let c = &mut *((*walk).private as *mut Collect<'_>);
-        if bindings::seuss_pte_kind(pte) >= 3 {
-            if c.v.len() >= c.v.capacity() {
-                return 1; // full: stop the walk
-            }
-            // Within capacity, so this does not allocate.
-            let _ = c.v.push(addr as u64, GFP_ATOMIC);
+        let kind = bindings::seuss_pte_kind(pte);
+        let entry = if kind >= 3 {
+            addr as u64
+        } else if kind == 1 && c.in_read_vma && (addr as u64 >> 16) != c.last_window {
+            // One read fault maps the page's whole fault-around window (64 KiB by default).
+            c.last_window = addr as u64 >> 16;
+            addr as u64 | READ
+        } else {
+            return 0;
+        };
+        if c.v.len() >= c.v.capacity() {
+            return 1; // full: stop the walk
         }
+        // Within capacity, so this does not allocate.
+        let _ = c.v.push(entry, GFP_ATOMIC);
     }
     0
 }
@@ -275,10 +306,11 @@ fn count_pages(mm: *mut bindings::mm_struct) -> Result<PageCounts> {
     Ok(counts)
 }
 
-/// Breaks copy-on-write ahead of time at `addrs` in the caller's own mm, as writes there would (pages
-/// that are gone or not writable are skipped). Returns how many were faulted in. Takes the caller's mmap
-/// lock; call with no seuss lock held.
-pub(crate) fn prefault_current_writes(addrs: &[u64]) -> u64 {
+/// Faults in ahead of time, in the caller's own mm, the pages of a list from [`MmRef::touched_pages`]:
+/// with `writes`, breaks copy-on-write as a write would; with `reads`, maps the file pages tagged
+/// [`READ`] as a read would (pages that are gone or not accessible that way are skipped). Returns how
+/// many faults succeeded. Takes the caller's mmap lock; call with no seuss lock held.
+pub(crate) fn prefault_current(addrs: &[u64], writes: bool, reads: bool) -> u64 {
     let mm = current_mm_ptr();
     let mut n = 0;
     // SAFETY: current->mm is the caller's live mm. fixup_user_fault wants the mmap lock held for read;
@@ -286,7 +318,12 @@ pub(crate) fn prefault_current_writes(addrs: &[u64]) -> u64 {
     unsafe {
         bindings::mmap_read_lock(mm);
         for &a in addrs {
-            let r = bindings::fixup_user_fault(mm, a as _, bindings::fault_flag_FAULT_FLAG_WRITE, core::ptr::null_mut());
+            let read = a & READ != 0;
+            if (read && !reads) || (!read && !writes) {
+                continue;
+            }
+            let flags = if read { 0 } else { bindings::fault_flag_FAULT_FLAG_WRITE };
+            let r = bindings::fixup_user_fault(mm, (a & !READ) as _, flags, core::ptr::null_mut());
             if r == 0 {
                 n += 1;
             }
@@ -294,6 +331,22 @@ pub(crate) fn prefault_current_writes(addrs: &[u64]) -> u64 {
         bindings::mmap_read_unlock(mm);
     }
     n
+}
+
+/// Most pages one capture compares with its parent's (the rest stay private): 64 MiB of writes.
+const SHARE_MAX: usize = 16384;
+
+/// Gives the caller's unchanged private pages back to `parent`, the snapshot its mm was deployed from:
+/// wherever a page the caller copied still holds the parent's bytes, the parent's page is mapped again
+/// (copy-on-write) and the copy freed (the patched kernel's `seuss_share_unchanged`). Returns how many.
+/// Takes the two mmap locks one after the other; call with no seuss lock held.
+pub(crate) fn share_unchanged_with(parent: &MmRef) -> Result<u64> {
+    let mm = current_mm_ptr();
+    let v = collect(mm, SHARE_MAX, false)?;
+    // SAFETY: current->mm is the caller's live mm; `parent` holds a user reference on the snapshot's mm;
+    // the address array is valid for its length and only read.
+    let n = unsafe { bindings::seuss_share_unchanged(mm, parent.as_ptr(), v.as_ptr() as *const _, v.len() as _) };
+    Ok(n as u64)
 }
 
 /// Counts the pages of the caller's own mm.

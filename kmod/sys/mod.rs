@@ -6,6 +6,10 @@
 //! 1. `signal->exec_update_lock` (read) — held only while checking ptrace access and registering a
 //!    breakpoint in [`task::TaskRef::with_attach_access`];
 //! 2. `task_lock` — taken inside `ptrace_may_access`.
+//!
+//! mm locks: the mmap locks of two address spaces are never held together (`mm::share_unchanged_with`
+//! has the kernel take the parent snapshot's for a batch of lookups, drop it, then take the caller's);
+//! under an mmap lock the kernel's own order applies (folio lock, trylocked, then the PTE lock).
 //! Struct layouts: bindgen's `task_struct` does not match C on this configuration (every field after
 //! `flags` is 64 bytes off, found by comparing `offsetof` in C with `offset_of!` in Rust), so task fields
 //! are only reached through the C helpers of the kernel patch (`seuss_task_mm`, `seuss_task_extra_*`, ...).

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The module parameters `max_pages` and `prefault` (6.12's Rust `module!` has no parameters, so this
+//! The module parameters `max_pages`, `prefault` and `share_unchanged` (6.12's Rust `module!` has no parameters, so this
 //! declares each `kernel_param` by hand, as C's `module_param(name, ulong, 0644)` would).
 
 use kernel::bindings;
@@ -14,14 +14,29 @@ pub(crate) fn max_pages() -> u64 {
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!(MAX_PAGES)) as u64 }
 }
 
-/// Whether deploys break copy-on-write ahead of time for the pages a snapshot's first measured instance
-/// wrote (1, the default) or leave every first write to a page fault (0).
-static mut PREFAULT: core::ffi::c_ulong = 1;
+/// What deploys fault in ahead of time, from what a snapshot's first measured instance touched: bit 0,
+/// the pages it wrote (copy-on-write broken up front); bit [`PREFAULT_READS`], the file pages it read
+/// where a deploy copies no page tables (program text). 0 leaves everything to page faults (and records
+/// nothing).
+static mut PREFAULT: core::ffi::c_ulong = 3;
+
+/// The `prefault` bit that adds the file pages an instance read.
+pub(crate) const PREFAULT_READS: u64 = 2;
 
 /// The current value of `prefault`.
-pub(crate) fn prefault() -> bool {
+pub(crate) fn prefault() -> u64 {
     // SAFETY: as for `max_pages`.
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(PREFAULT)) != 0 }
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(PREFAULT)) as u64 }
+}
+
+/// Whether a capture gives the instance's unchanged private pages back to the parent snapshot (1, the
+/// default) or stores every page the instance copied (0).
+static mut SHARE_UNCHANGED: core::ffi::c_ulong = 1;
+
+/// The current value of `share_unchanged`.
+pub(crate) fn share_unchanged() -> bool {
+    // SAFETY: as for `max_pages`.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(SHARE_UNCHANGED)) != 0 }
 }
 
 #[repr(transparent)]
@@ -59,6 +74,7 @@ macro_rules! ulong_param {
 
 ulong_param!(PARAM_MAX_PAGES, c"max_pages", MAX_PAGES);
 ulong_param!(PARAM_PREFAULT, c"prefault", PREFAULT);
+ulong_param!(PARAM_SHARE_UNCHANGED, c"share_unchanged", SHARE_UNCHANGED);
 
 // No `parmtype=`/`parm=` modinfo strings: a second `.modinfo` section from this crate would hide the
 // one `module!` emits from modpost. `modinfo` therefore lists the parameter without a description.

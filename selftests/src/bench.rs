@@ -3,7 +3,8 @@
 //! For one python3 function (driver.py: imports json, re, collections, decimal; answers one JSON line) it
 //! measures in one run, side by side: capture time; deploy-to-answer latency over N deploys (fork a stub,
 //! deploy the snapshot, send a request, read the answer); the same function started cold (fresh python3
-//! + imports) over M runs; their ratio; and the private pages each deployed child made. The interpreter
+//! + imports) over M runs; their ratio; the private pages each deployed child made; and an interleaved A/B
+//! of the module's `prefault` setting (3: written pages and program text, 1: written pages, 0: none). The interpreter
 //! and its library run from a tmpfs copy for both paths, so neither pays for the 9p root.
 //! Prints a table and one `BENCH {json}` line. Not a test: it asserts nothing about speed.
 
@@ -68,21 +69,35 @@ fn main() {
 
     let (snap, cookie_addr, capture_us) = python::python_snapshot(&d, &python).expect("python snapshot");
     let info = d.snap_info(snap).unwrap();
-    let mut warm = Vec::with_capacity(n_deploy);
-    let mut private = Vec::new();
-    for i in 0..n_deploy as i64 {
+    // One deploy-to-answer in ms; with `measure`, also the child's private pages after answering.
+    let deploy_once = |i: i64, measure: bool| -> (f64, Option<u64>) {
         let t0 = Instant::now();
         let mut c = util::fork_deploy(&d, snap, uapi::DeployOpts { tid_addr: None, cookie: Some((cookie_addr, i as u64 + 1)) }, || {});
         c.send(&format!("{{\"a\": {i}, \"b\": 1}}")).unwrap();
         let l = c.line().unwrap();
-        warm.push(t0.elapsed().as_secs_f64() * 1e3);
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
         assert!(l.contains(&format!("\"sum\": {}", i + 1)), "deployed answer {l}");
-        if i % 20 == 0 {
-            private.push(d.dirty(c.pid).map(|x| x.1).unwrap_or(0));
-        }
+        let private = measure.then(|| d.dirty(c.pid).map(|x| x.1).unwrap_or(0));
         let code = c.wait();
         assert_eq!(code, 0, "deployed child exit");
+        (ms, private)
+    };
+    let mut warm = Vec::with_capacity(n_deploy);
+    let mut private = Vec::new();
+    for i in 0..n_deploy as i64 {
+        let (ms, p) = deploy_once(i, i % 20 == 0);
+        warm.push(ms);
+        private.extend(p);
     }
+    // The `prefault` parameter side by side, interleaved so that drift weighs on every setting alike.
+    const PREFAULT: &str = "/sys/module/seuss/parameters/prefault";
+    let modes = [3u64, 1, 0];
+    let mut ab: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for i in 0..(modes.len() * n_deploy / 2) {
+        std::fs::write(PREFAULT, modes[i % modes.len()].to_string()).unwrap();
+        ab[i % modes.len()].push(deploy_once(i as i64, false).0);
+    }
+    std::fs::write(PREFAULT, "3").unwrap();
     d.snap_release(snap).unwrap();
     let (c50, c99) = (pct(&mut cold, 0.5), pct(&mut cold, 0.99));
     let (w50, w99) = (pct(&mut warm, 0.5), pct(&mut warm, 0.99));
@@ -96,6 +111,9 @@ fn main() {
     println!("# capture: {:.1} ms wall ({} us in kernel); snapshot {} pages mapped, {} private, {} KiB page tables",
         capture_us as f64 / 1e3, info.capture_ns / 1000, info.pages_mapped, info.pages_private, info.pt_bytes / 1024);
     println!("# private pages per deployed child after answering: median {} ({} KiB), samples {:?}", priv_med, priv_med * 4, private);
-    println!("BENCH {{\"cold_p50_ms\":{c50:.2},\"cold_p99_ms\":{c99:.2},\"deploy_p50_ms\":{w50:.2},\"deploy_p99_ms\":{w99:.2},\"ratio_p50\":{:.2},\"capture_us\":{capture_us},\"snapshot_pages\":{},\"snapshot_private_pages\":{},\"child_private_pages_median\":{priv_med}}}",
-        c50 / w50, info.pages_mapped, info.pages_private);
+    let ab50: Vec<f64> = ab.iter_mut().map(|v| pct(v, 0.5)).collect();
+    println!("# prefault A/B ({} deploys each, interleaved), deploy-to-answer p50: 3 (writes + text) {:.2} ms, \
+              1 (writes) {:.2} ms, 0 (none) {:.2} ms", n_deploy / 2, ab50[0], ab50[1], ab50[2]);
+    println!("BENCH {{\"cold_p50_ms\":{c50:.2},\"cold_p99_ms\":{c99:.2},\"deploy_p50_ms\":{w50:.2},\"deploy_p99_ms\":{w99:.2},\"ratio_p50\":{:.2},\"capture_us\":{capture_us},\"snapshot_pages\":{},\"snapshot_private_pages\":{},\"child_private_pages_median\":{priv_med},\"prefault_ab_p50_ms\":{{\"3\":{:.2},\"1\":{:.2},\"0\":{:.2}}}}}",
+        c50 / w50, info.pages_mapped, info.pages_private, ab50[0], ab50[1], ab50[2]);
 }

@@ -16,7 +16,8 @@ pub const CASES: &[Case] = &[
     Case { name: "children_are_isolated_from_siblings_snapshot_and_source", run: isolation },
     Case { name: "tree_child_snapshot_records_parent_and_diff", run: tree },
     Case { name: "dirty_counts_pages_an_instance_wrote", run: dirty },
-    Case { name: "deploys_prefault_the_first_instances_write_set", run: prefault },
+    Case { name: "deploys_prefault_what_the_first_instance_touched", run: prefault },
+    Case { name: "capture_shares_back_pages_copied_but_unchanged", run: share_unchanged },
     Case { name: "freeze_now_in_blocking_read_restarts_in_children", run: freeze_now },
     Case { name: "python3_20_children_answer_with_unique_random", run: python20 },
     Case { name: "deploy_writes_tid_and_cookie", run: tid_cookie },
@@ -229,14 +230,30 @@ fn dirty() -> Result<(), String> {
     d.snap_release(snap).map_err(e("SNAP_RELEASE"))
 }
 
-/// The first DIRTY of an instance records the pages it wrote as its snapshot's write set; a later deploy
-/// starts with those pages already copied (private), holding the snapshot's data, unless `prefault=0`.
+/// Kilobytes of executable file mappings a process has in memory (smaps `Rss` of `x` mappings).
+fn text_rss_kib(pid: i32) -> Result<u64, String> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).map_err(|x| format!("smaps: {x}"))?;
+    let (mut exec, mut kib) = (false, 0);
+    for l in smaps.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() >= 5 && f[0].contains('-') && f[1].len() == 4 {
+            exec = f[1].contains('x') && f.len() >= 6;
+        } else if exec && f.first() == Some(&"Rss:") {
+            kib += f.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    Ok(kib)
+}
+
+/// The first DIRTY of an instance records what it touched as its snapshot's touch set; a later deploy
+/// starts with the pages it wrote already copied (private), holding the snapshot's data, and with the
+/// program text it ran already mapped, unless `prefault` says otherwise (bit 0 writes, bit 1 reads).
 fn prefault() -> Result<(), String> {
     const PARAM: &str = "/sys/module/seuss/parameters/prefault";
     ensure_loaded()?;
     let d = dev()?;
     let set = |v: &str| std::fs::write(PARAM, v).map_err(|x| format!("{PARAM}: {x}"));
-    set("1")?;
+    set("3")?;
     let snap = snapshot_of(&d, &["watch"])?;
     let mut a = fork_deploy(&d, snap, DeployOpts::default(), || {});
     a.send("scribble")?;
@@ -244,21 +261,99 @@ fn prefault() -> Result<(), String> {
     let (_, wrote) = d.dirty(a.pid).map_err(e("DIRTY of the first instance"))?;
     sigkill(a.pid);
     a.wait();
-    let fresh = |d: &Device| -> Result<u64, String> {
+    // (private pages, KiB of program text mapped) of a fresh child waiting for its command.
+    let fresh = |d: &Device| -> Result<(u64, u64), String> {
         let b = fork_deploy(d, snap, DeployOpts::default(), || {});
         std::thread::sleep(Duration::from_millis(200)); // let the child finish its deploy
         let (_, at_start) = d.dirty(b.pid).map_err(e("DIRTY at start"))?;
+        let text = text_rss_kib(b.pid)?;
         checked_report(b)?;
-        Ok(at_start)
+        Ok((at_start, text))
     };
     let with = fresh(&d)?;
+    set("1")?;
+    let writes_only = fresh(&d);
     set("0")?;
     let without = fresh(&d);
-    set("1")?;
-    let without = without?;
-    println!("# prefault: first instance wrote {wrote} pages; next deploy starts with {with} private, {without} with prefault=0");
-    check(wrote >= 256 && with >= 256 && without < 64, || format!("wrote {wrote}, with {with}, without {without}"))?;
+    set("3")?;
+    let (writes_only, without) = (writes_only?, without?);
+    println!("# prefault: first instance wrote {wrote} pages; next deploy starts with (private pages, text KiB) {with:?}, \
+              {writes_only:?} with prefault=1 (writes only), {without:?} with prefault=0");
+    check(wrote >= 256 && with.0 >= 256 && writes_only.0 >= 256 && without.0 < 64, || format!("wrote {wrote}, private {with:?} {writes_only:?} {without:?}"))?;
+    check(with.1 > writes_only.1, || format!("text mapped with reads {} KiB, without {} KiB", with.1, writes_only.1))?;
     d.snap_release(snap).map_err(e("SNAP_RELEASE"))
+}
+
+/// Deploys `base` (a `layer N M` target), freezes the child at its second doorbell and captures it; the
+/// child is resumed, waiting for a command. Returns the new snapshot and the child.
+fn layer_over(d: &Device, base: u64) -> Result<(u64, Stub), String> {
+    let mut x = fork_deploy(d, base, DeployOpts::default(), || {});
+    let l = x.line()?;
+    check(l.starts_with("layer"), || format!("X said {l}"))?;
+    let fid = d.arm(x.pid, FreezePoint::Write { addr: doorbell2_of(x.pid)?, len: 8 }).map_err(e("ARM doorbell2"))?;
+    x.send("go")?;
+    check(matches!(d.wait(fid, FREEZE_MS).map_err(e("WAIT"))?, FreezeState::Frozen { .. }), || "X not frozen".into())?;
+    let snap = d.capture(fid).map_err(e("CAPTURE"));
+    d.release(fid, false).map_err(e("RESUME"))?;
+    Ok((snap?, x))
+}
+
+/// Scribbles over a child's first layer, then asks for its report: the memory check must fail (exit 11),
+/// so the write really went to the child's own copy.
+fn scribbled_report(mut s: Stub) -> Result<(), String> {
+    s.send("scribble")?;
+    let l = s.line()?;
+    check(l.starts_with("scribbled"), || format!("scribble: {l}"))?;
+    s.send("check")?;
+    let line = s.line()?;
+    let code = s.wait();
+    check(field(&line, "mem") == Some("false") && code == 11, || format!("after scribbling: exit {code}, {line}"))
+}
+
+/// A capture gives back the pages the task copied without changing them: a child that writes N new pages
+/// and writes M of its parent's pages away and back is stored as about N pages, unless
+/// `share_unchanged=0`. The pages given back stay copy-on-write: the resumed source and the snapshot's
+/// own instances scribble on them without changing what later instances of either snapshot see.
+fn share_unchanged() -> Result<(), String> {
+    const PARAM: &str = "/sys/module/seuss/parameters/share_unchanged";
+    const N: u64 = 16;
+    const M: u64 = 128;
+    ensure_loaded()?;
+    let d = dev()?;
+    let set = |v: &str| std::fs::write(PARAM, v).map_err(|x| format!("{PARAM}: {x}"));
+    let base = snapshot_of(&d, &["layer", &N.to_string(), &M.to_string()])?;
+    set("1")?;
+    let (with, x) = layer_over(&d, base)?;
+    let info = d.snap_info(with).map_err(e("SNAP_INFO"))?;
+    set("0")?;
+    let without = layer_over(&d, base);
+    set("1")?;
+    let (without, x0) = without?;
+    let info0 = d.snap_info(without).map_err(e("SNAP_INFO without"))?;
+    sigkill(x0.pid);
+    x0.wait();
+    println!(
+        "# share_unchanged: N={N} new, M={M} unchanged: {} private + {} given back; with share_unchanged=0 {} private",
+        info.pages_private, info.pages_unchanged, info0.pages_private
+    );
+    check(info.pages_private >= N && info.pages_private <= N + 48 && info.pages_unchanged >= M, || format!("with: {info:?}"))?;
+    check(info0.pages_private >= N + M && info0.pages_unchanged == 0, || format!("without: {info0:?}"))?;
+    // The source writes over the pages it gave back; the snapshot's instances still see the original.
+    scribbled_report(x)?;
+    checked_report(fork_deploy(&d, with, DeployOpts::default(), || {}))?;
+    scribbled_report(fork_deploy(&d, with, DeployOpts::default(), || {}))?;
+    checked_report(fork_deploy(&d, with, DeployOpts::default(), || {}))?;
+    checked_report(fork_deploy(&d, without, DeployOpts::default(), || {}))?;
+    // And the base is untouched too.
+    let mut z = fork_deploy(&d, base, DeployOpts::default(), || {});
+    let l = z.line()?;
+    check(l.starts_with("layer"), || format!("Z said {l}"))?;
+    z.send("go")?;
+    checked_report(z)?;
+    for id in [with, without, base] {
+        d.snap_release(id).map_err(e("SNAP_RELEASE"))?;
+    }
+    Ok(())
 }
 
 fn freeze_now() -> Result<(), String> {

@@ -11,6 +11,9 @@
 //! - `exec`: freeze on an execute breakpoint at `freeze_here`.
 //! - `layer N`: like `watch`; after the first freeze every deployed child writes N more pages and rings a
 //!   second doorbell (the tree test captures there), then checks both layers.
+//! - `layer N M`: as `layer N`, and the child also copies M pages of the first layer without changing
+//!   them (each byte written away and back) before the second doorbell; after it, it takes a command
+//!   like `watch` does (`scribble` overwrites the first layer, anything else goes to the report).
 //! - `threads`: spawns a thread and waits (a multi-threaded target to be refused).
 //! - `sleep`: blocks reading stdin (freeze-now target).
 //! - `shared`: like `watch`, with a shared writable anonymous mapping (capture must refuse it).
@@ -253,16 +256,35 @@ fn main() {
         for (i, b) in extra.iter_mut().enumerate() {
             *b = pattern(i + 1_000_000);
         }
+        let unchanged = args.get(3).and_then(|s| s.parse::<usize>().ok());
+        for p in 0..unchanged.unwrap_or(0).min(PAGES) {
+            let at = &mut mem[p * 4096] as *mut u8;
+            // SAFETY: `at` points into `mem`; volatile so the write away and back both happen.
+            unsafe {
+                let v = std::ptr::read_volatile(at);
+                std::ptr::write_volatile(at, !v);
+                std::ptr::write_volatile(at, v);
+            }
+        }
         say(&format!("layer pid={}", std::process::id()));
         wait_go();
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = libc::EDOM };
         let regs2 = ring(&raw mut DOORBELL2, false);
         let r = if regs == (MAGIC_R12, MAGIC_XMM) { regs2 } else { regs };
+        if unchanged.is_some() {
+            scribble_on_command(&mut mem);
+        }
         report_and_exit(&mem, r, &extra, 1_000_000);
     }
     // Post-freeze command from whoever owns our stdin now: `scribble` overwrites the pattern (isolation
     // tests), anything else goes straight to the report.
+    scribble_on_command(&mut mem);
+    report_and_exit(&mem, regs, &[], 0);
+}
+
+/// Reads a command line: `scribble` overwrites `mem` and waits for one more line; anything else returns.
+fn scribble_on_command(mem: &mut [u8]) {
     let mut cmd = String::new();
     std::io::stdin().lock().read_line(&mut cmd).unwrap();
     if cmd.trim() == "scribble" {
@@ -271,5 +293,4 @@ fn main() {
         cmd.clear();
         std::io::stdin().lock().read_line(&mut cmd).unwrap();
     }
-    report_and_exit(&mem, regs, &[], 0);
 }

@@ -12,6 +12,8 @@ pub struct SnapStat {
     pub parent: Option<u64>,
     pub uid: u32,
     pub private_pages: u64,
+    /// Pages the captured instance had copied without changing them, shared with the parent again.
+    pub unchanged_pages: u64,
     pub children: u64,
 }
 
@@ -80,6 +82,7 @@ impl SnapshotEngine for UapiEngine {
             parent: (i.parent_id != 0).then_some(i.parent_id),
             uid: i.uid,
             private_pages: i.pages_private,
+            unchanged_pages: i.pages_unchanged,
             children: i.children,
         })
     }

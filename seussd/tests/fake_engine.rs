@@ -80,6 +80,7 @@ impl SnapshotEngine for Fake {
                 parent: None,
                 uid: 0,
                 private_pages: 100,
+                unchanged_pages: 0,
                 children: 0,
             },
         );

@@ -96,6 +96,7 @@ pub struct seuss_snap_info {
     pub capture_ns: __u64,
     pub children: __u64,
     pub deployed: __u64,
+    pub pages_unchanged: __u64,
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]

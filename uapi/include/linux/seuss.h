@@ -189,6 +189,8 @@ struct seuss_deploy {
  * @capture_ns: out, time the capture took.
  * @children: out, snapshots whose parent this is.
  * @deployed: out, deploys made from it so far.
+ * @pages_unchanged: out, pages the captured task had copied but not changed: mapped from the parent
+ *	snapshot again at capture (module parameter share_unchanged), so not counted in @pages_private.
  */
 struct seuss_snap_info {
 	__u32 size;
@@ -203,6 +205,7 @@ struct seuss_snap_info {
 	__u64 capture_ns;
 	__u64 children;
 	__u64 deployed;
+	__u64 pages_unchanged;
 };
 
 /**

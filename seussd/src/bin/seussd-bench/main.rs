@@ -90,6 +90,7 @@ async fn one_function(host: &Host, eng: &UapiEngine, name: &str, code: &str, a: 
         hot,
         snapshot_id: snap.id,
         snapshot_private_pages: info.private_pages,
+        snapshot_unchanged_pages: info.unchanged_pages,
         idle_bytes: report::IdleBytes { cold: cold_bytes, runtime_capture: capture_bytes, runtime: runtime_bytes, warm: warm_bytes, hot: hot_bytes },
     })
 }

@@ -25,6 +25,8 @@ pub struct FnResult {
     pub hot: Series,
     pub snapshot_id: u64,
     pub snapshot_private_pages: u64,
+    /// Pages the capture found unchanged and shared with the runtime snapshot again (not in the above).
+    pub snapshot_unchanged_pages: u64,
     pub idle_bytes: IdleBytes,
 }
 
@@ -76,6 +78,7 @@ impl FnResult {
                 "warm_over_hot": ratio(self.warm.p50_ms, self.hot.p50_ms),
             },
             "function_snapshot": {"id": self.snapshot_id, "private_pages": self.snapshot_private_pages,
+                "unchanged_pages_shared_back": self.snapshot_unchanged_pages,
                 "private_mib": self.snapshot_bytes() as f64 / MIB, "fit_in_1gib": self.fit_1gib()},
             "idle_instance_private_bytes_median": b,
         })
@@ -112,8 +115,10 @@ impl Report {
             }
             println!("# {:<8} runtime path with capture (first invocation): {:.1} ms; warm/hot at p50: {:.1}x",
                 f.name, f.runtime_capture_ms, ratio(f.warm.p50_ms, f.hot.p50_ms));
-            println!("# {:<8} function snapshot {}: {} private pages = {:.2} MiB -> {} fit in 1 GiB",
-                f.name, f.snapshot_id, f.snapshot_private_pages, f.snapshot_bytes() as f64 / MIB, f.fit_1gib());
+            println!("# {:<8} function snapshot {}: {} private pages = {:.2} MiB -> {} fit in 1 GiB \
+                      ({} more were copied but unchanged: shared with the runtime snapshot again)",
+                f.name, f.snapshot_id, f.snapshot_private_pages, f.snapshot_bytes() as f64 / MIB, f.fit_1gib(),
+                f.snapshot_unchanged_pages);
         }
         let b = &self.burst;
         println!("# burst of {} new functions (max_concurrent_deploys {}): runtime path {:.1} s ({:.2}/s, paths {:?}), \
