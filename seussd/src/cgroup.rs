@@ -38,7 +38,7 @@ impl CgroupRoot {
     pub fn create(&self, name: &str, memory_bytes: u64) -> std::io::Result<Cgroup> {
         let p = self.path.join(name);
         fs::create_dir(&p)?;
-        let cg = Cgroup { path: p };
+        let cg = Cgroup { path: p, memory_max: memory_bytes };
         fs::write(cg.path.join("memory.max"), memory_bytes.to_string())?;
         let _ = fs::write(cg.path.join("memory.swap.max"), "0");
         Ok(cg)
@@ -48,6 +48,8 @@ impl CgroupRoot {
 #[derive(Debug)]
 pub struct Cgroup {
     path: PathBuf,
+    /// The `memory.max` last written.
+    memory_max: u64,
 }
 
 impl Cgroup {
@@ -55,9 +57,13 @@ impl Cgroup {
         self.path.join("cgroup.procs")
     }
 
-    /// Sets `memory.max` (a stub's cgroup becomes its instance's).
-    pub fn set_memory_max(&self, bytes: u64) -> std::io::Result<()> {
-        fs::write(self.path.join("memory.max"), bytes.to_string())
+    /// Sets `memory.max` (a stub's cgroup becomes its instance's); no write if it is that already.
+    pub fn set_memory_max(&mut self, bytes: u64) -> std::io::Result<()> {
+        if bytes != self.memory_max {
+            fs::write(self.path.join("memory.max"), bytes.to_string())?;
+            self.memory_max = bytes;
+        }
+        Ok(())
     }
 
     /// Moves process `pid` into this cgroup.

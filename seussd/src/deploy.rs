@@ -1,5 +1,6 @@
 //! Deploys: a stub (`seuss-stub`, pre-spawned in a small pool, each already in a cgroup of its own that
-//! becomes the instance's) gets the function's memory limit, the instance's first message on its stdin, and
+//! becomes the instance's, limited to the default function memory) gets the function's memory limit (if
+//! it differs), the instance's first message on its stdin, and
 //! is told which snapshot to become; its control line `{"ready": ...}` (from the launcher inside the
 //! snapshot) or `error ...` (from the stub) says how it went.
 
@@ -72,10 +73,10 @@ impl Inner {
     ) -> Result<Deployed, StartError> {
         for attempt in 0..2 {
             let t0 = std::time::Instant::now();
-            let Stub { proc: mut p, cg } = self
+            let Stub { proc: mut p, mut cg } = self
                 .take_stub()
                 .map_err(|e| StartError::Deploy(format!("spawning the stub: {e}")))?;
-            if let Some(cg) = &cg {
+            if let Some(cg) = &mut cg {
                 if let Err(e) = cg.set_memory_max(f.limits.memory << 20) {
                     tracing::warn!("memory.max of stub {}: {e}", p.pid);
                 }
@@ -208,7 +209,8 @@ impl Inner {
     pub(crate) fn spawn_stub(&self) -> std::io::Result<Stub> {
         let cg = self.cgroups.as_ref().and_then(|root| {
             let n = self.next_instance.fetch_add(1, Ordering::Relaxed);
-            root.create(&format!("stub{n}"), self.cfg.max_memory_mb << 20)
+            // Most functions keep the default memory limit: a stub made with it needs no write at deploy.
+            root.create(&format!("stub{n}"), crate::model::Limits::default().memory << 20)
                 .map_err(|e| tracing::warn!("stub cgroup: {e}"))
                 .ok()
         });
