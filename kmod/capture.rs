@@ -28,7 +28,8 @@ pub(crate) fn capture_current() -> Result<u64> {
     // need not be stored again: map the parent's pages there first, so the snapshot keeps real changes.
     let mut unchanged = 0;
     if let Some(p) = parent.as_ref().filter(|_| param::share_unchanged()) {
-        unchanged = mm::share_unchanged_with(&p.mm)?;
+        // An optimisation only: if it cannot run (no memory for the page list), capture everything.
+        unchanged = mm::share_unchanged_with(&p.mm).unwrap_or(0);
     }
     // Count before duplicating: afterwards every page is shared with the snapshot.
     let counts = mm::count_current_pages()?;

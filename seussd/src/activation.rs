@@ -92,8 +92,9 @@ impl Inner {
             ),
             Ok(started) => {
                 let mut inst = started.inst;
-                let deadline =
-                    tokio::time::Instant::now() + Duration::from_millis(f.limits.timeout);
+                let deadline = started.run_deadline.unwrap_or_else(|| {
+                    tokio::time::Instant::now() + Duration::from_millis(f.limits.timeout)
+                });
                 let t_run = std::time::Instant::now();
                 let reply = if started.run_sent {
                     crate::reply::collect(&mut inst.proc, started.first_result, deadline, self.reply_limits())

@@ -28,10 +28,32 @@ pub(crate) struct Deployed {
     pub first_result: Option<Option<Line>>,
 }
 
+/// Why [`Inner::wait_deployed`] gave up.
+#[derive(Debug)]
+pub(crate) enum WaitError {
+    /// The stub reported a failed deploy (its `error ...` line).
+    Stub(String),
+    /// The process exited (or sent a control line too long to be either answer).
+    Exited(String),
+    /// The deadline came first.
+    Deadline,
+}
+
+impl std::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitError::Stub(s) | WaitError::Exited(s) => f.write_str(s),
+            WaitError::Deadline => f.write_str("instance not ready before the deadline"),
+        }
+    }
+}
+
 /// What ended [`Inner::wait_deployed`].
 pub(crate) enum DeployEvent {
     Ready(Value),
     Result(Option<Line>),
+    /// A warm child still busy with its queued run when that run's deadline came.
+    Running,
 }
 
 /// A pre-spawned stub waiting for a deploy command, with its own cgroup (when instance cgroups are used).
@@ -64,12 +86,17 @@ impl Inner {
     /// `snap`. `first_msg` (the message the instance will read first) is queued on its stdin before the
     /// deploy when it fits the pipe, so the child finds it the moment it resumes instead of after a round
     /// trip through seussd. Returns once the child said it is ready or its first result line came.
+    ///
+    /// `run_deadline`: the queued message is a run, which a warm child answers without a ready line (see
+    /// the launcher's `handle_init`); the wait then lasts until the run's own deadline, and reaching it
+    /// returns the instance as deployed and still running, for the caller to time the run out.
     pub(crate) async fn deploy(
         self: &Arc<Self>,
         snap: &SnapRec,
         f: &FunctionInfo,
         deadline: Instant,
         first_msg: Option<&[u8]>,
+        run_deadline: Option<Instant>,
     ) -> Result<Deployed, StartError> {
         for attempt in 0..2 {
             let t0 = std::time::Instant::now();
@@ -102,7 +129,16 @@ impl Inner {
                 }
                 return Err(StartError::Deploy("the stub died".into()));
             }
-            let first = self.wait_deployed(&mut p, deadline, queued).await;
+            let run_deadline = run_deadline.filter(|_| queued);
+            let first = self.wait_deployed(&mut p, run_deadline.unwrap_or(deadline), queued).await;
+            let first = match first {
+                // A warm child busy with its run (it sends no ready line): still running at the run's
+                // deadline, it is deployed and the caller times the run out; gone without a word from the
+                // stub, it died in its run (a failed deploy says so on the control line).
+                Err(WaitError::Deadline) if run_deadline.is_some() => Ok(DeployEvent::Running),
+                Err(WaitError::Exited(_)) if run_deadline.is_some() => Ok(DeployEvent::Result(None)),
+                other => other,
+            };
             if let Ok(DeployEvent::Ready(v)) = &first {
                 // The launcher stamps when the child resumed after the doorbell and when it sent this line.
                 let at = |k: &str| v.get(k).and_then(Value::as_u64).map(|t| t.saturating_sub(sent_ns) / 1000);
@@ -115,14 +151,14 @@ impl Inner {
                         r.last_used_ms = now_ms();
                     }
                     let first_result = match ev {
-                        DeployEvent::Ready(_) => None,
+                        DeployEvent::Ready(_) | DeployEvent::Running => None,
                         DeployEvent::Result(l) => Some(l),
                     };
                     Ok(Deployed { proc: p, cg, queued, first_result })
                 }
                 Err(e) => {
                     self.discard_stub(Stub { proc: p, cg }).await;
-                    if e.contains("deploy 2 ENOENT") {
+                    if matches!(&e, WaitError::Stub(s) if s.contains("deploy 2 ENOENT")) {
                         self.forget_snapshot(snap.info.id);
                     }
                     Err(StartError::Deploy(format!(
@@ -143,7 +179,7 @@ impl Inner {
         p: &mut Proc,
         deadline: Instant,
         watch_result: bool,
-    ) -> Result<DeployEvent, String> {
+    ) -> Result<DeployEvent, WaitError> {
         enum Ev {
             Ctl(Option<Line>),
             Result(Option<Line>),
@@ -157,10 +193,10 @@ impl Inner {
                 }
             })
             .await
-            .map_err(|_| "instance not ready before the deadline".to_string())?;
+            .map_err(|_| WaitError::Deadline)?;
             match ev {
                 Ev::Ctl(Some(Line::Data(d))) if d.starts_with(b"error") => {
-                    return Err(String::from_utf8_lossy(&d).into_owned())
+                    return Err(WaitError::Stub(String::from_utf8_lossy(&d).into_owned()))
                 }
                 Ev::Ctl(Some(Line::Data(d))) => {
                     if let Some(v) = serde_json::from_slice::<Value>(&d)
@@ -174,10 +210,10 @@ impl Inner {
                 Ev::Ctl(Some(Line::TooLong)) | Ev::Ctl(None) | Ev::Result(None) => {
                     let err = p.stderr_text(Duration::from_millis(200)).await;
                     let code = p.wait_exit(Duration::from_millis(500)).await;
-                    return Err(format!(
+                    return Err(WaitError::Exited(format!(
                         "instance exited (status {code:?}) before it was ready: {}",
                         err.trim()
-                    ));
+                    )));
                 }
             }
         }

@@ -7,6 +7,7 @@ Descriptors (set up by seussd or by seuss-stub before a deploy):
   2  stderr  same
   3  result  exactly one JSON line per init ({"ok": true} or {"error": ...}) and per activation (the result)
   4  control a socket to seussd: {"doorbell": ...} / {"ready": pid} lines out, "armed"/"skip" lines in
+             (a warm child with its run message already queued sends no ready line: its result says it)
 
 Snapshot points ("doorbells"): the launcher prints the addresses of two fresh 8-byte ctypes cells on fd 4,
 waits for seussd to arm a write watchpoint on the first one, then stores to it; the kernel parks the task and
@@ -29,6 +30,7 @@ import collections  # noqa: F401
 import datetime  # noqa: F401
 import math  # noqa: F401
 import re  # noqa: F401
+import select
 import time  # noqa: F401
 
 MARK = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
@@ -133,7 +135,12 @@ def doorbell(kind):
     return cookie.value
 
 
-def after_doorbell(cookie):
+def input_pending():
+    """Whether a message is waiting on stdin (buffered here or readable now)."""
+    return bool(stdin.buf) or bool(select.select([stdin.fd], [], [], 0)[0])
+
+
+def after_doorbell(cookie, announce=True):
     """Makes a freshly deployed instance unique, then tells seussd it is ready (with CLOCK_MONOTONIC stamps of
     the resume and of the ready line, which seussd logs as deploy timing)."""
     resumed = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -145,8 +152,9 @@ def after_doorbell(cookie):
             pass
         # Descriptors above the protocol ones belong to the stub (e.g. its /dev/seuss): drop them.
         os.closerange(CONTROL_FD + 1, 65536)
-    send_control({"ready": os.getpid(), "cookie": cookie, "resumed_ns": resumed,
-                  "ready_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC)})
+    if announce:
+        send_control({"ready": os.getpid(), "cookie": cookie, "resumed_ns": resumed,
+                      "ready_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC)})
 
 
 class Action:
@@ -198,10 +206,12 @@ def handle_init(init):
         return end_markers()
     if init.get("snapshot"):
         cookie = doorbell("function")
-        after_doorbell(cookie)
+        # A child deployed from the function snapshot (a warm start) whose run message is already queued
+        # answers it without a ready line first: the answer says the deploy worked, and on one CPU the
+        # ready line would wake seussd before the run instead of after it.
+        after_doorbell(cookie, announce=not (cookie and input_pending()))
         if cookie:
-            # A child deployed from the function snapshot (a warm start): seussd saw this init succeed when
-            # it captured the snapshot, and queued the run message already; answer that instead.
+            # seussd saw this init succeed when it captured the snapshot: no init reply; the run is next.
             return
     send_result({"ok": True})
     end_markers()
@@ -236,6 +246,7 @@ def warm_up():
     probe = {"value": {"probe": [1, "x", None]}, "activation_id": "0"}
     json.loads(json.dumps(probe, ensure_ascii=False))
     re.compile(r"^\s*$").match("")
+    input_pending()
     "probe".encode("utf-8").decode("utf-8")
     before = set(os.environ)
     init = json.loads(json.dumps({

@@ -31,6 +31,9 @@ pub(crate) struct Started {
     pub run_sent: bool,
     /// The run reply's result line, when it arrived while the start was still being confirmed.
     pub first_result: Option<Option<Line>>,
+    /// When the run's time limit ends, if it started counting before the start was confirmed (a warm
+    /// child answers its queued run message without announcing itself first); else it starts now.
+    pub run_deadline: Option<tokio::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -110,9 +113,11 @@ impl Inner {
 
     /// Waits for the launcher's `{"ready": pid, ...}` control line (or a stub's `error ...` line); returns it.
     pub(crate) async fn wait_ready(&self, p: &mut Proc, deadline: Instant) -> Result<Value, String> {
-        match self.wait_deployed(p, deadline, false).await? {
+        match self.wait_deployed(p, deadline, false).await.map_err(|e| e.to_string())? {
             crate::deploy::DeployEvent::Ready(v) => Ok(v),
-            crate::deploy::DeployEvent::Result(_) => unreachable!("result lines are not watched"),
+            crate::deploy::DeployEvent::Result(_) | crate::deploy::DeployEvent::Running => {
+                unreachable!("result lines are not watched")
+            }
         }
     }
 
@@ -156,6 +161,7 @@ impl Inner {
                     init_ms: t0.elapsed().as_millis() as u64,
                     run_sent: false,
                     first_result: None,
+                    run_deadline: None,
                 });
             }
             Ok(v) => v
@@ -217,6 +223,7 @@ impl Inner {
                         init_ms: 0,
                         run_sent: false,
                         first_result: None,
+                        run_deadline: None,
                     });
                 }
                 if plan.capture {
@@ -306,7 +313,10 @@ impl Inner {
         let t0 = Instant::now();
         let deadline = t0 + Duration::from_millis(self.cfg.init_timeout_ms);
         let id = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        let d = self.deploy(&snap, f, deadline, run).await?;
+        // The child runs a queued message the moment it resumes and may answer it without a ready line:
+        // from then on the function's own time limit applies.
+        let run_deadline = t0 + Duration::from_millis(f.limits.timeout);
+        let d = self.deploy(&snap, f, deadline, run, Some(run_deadline)).await?;
         let mut p = d.proc;
         let run_sent = d.queued
             || match run {
@@ -325,6 +335,7 @@ impl Inner {
             init_ms: t0.elapsed().as_millis() as u64,
             run_sent,
             first_result: d.first_result,
+            run_deadline: d.queued.then_some(run_deadline),
         })
     }
 
@@ -339,7 +350,7 @@ impl Inner {
         let id = self.next_instance.fetch_add(1, Ordering::Relaxed);
         let mut line = serde_json::to_vec(&self.init_msg(f, capture)).expect("JSON");
         line.push(b'\n');
-        let d = self.deploy(&rt, f, deadline, Some(&line)).await?;
+        let d = self.deploy(&rt, f, deadline, Some(&line), None).await?;
         let (mut p, cg) = (d.proc, d.cg);
         let mut first = d.first_result;
         let sent = d.queued

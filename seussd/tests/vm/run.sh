@@ -204,21 +204,31 @@ def tests():
     put("sleepy", "import time\ndef main(args):\n    time.sleep(args['s'])\n    return {}\n", timeout=3000)
     st, act = invoke("sleepy", {"s": 60}, None)
     tap(st == 502 and "timed out" in E(act), "timeout kills the instance", act)
+    # A warm child answers its queued run without a ready line: its time limit still holds.
+    t0 = time.time()
+    st, act = invoke("sleepy", {"s": 60}, "warm")
+    tap(st == 502 and "timed out" in E(act) and start_path(act) == "warm" and time.time() - t0 < 30,
+        "a warm start that runs past its time limit is timed out", (time.time() - t0, act))
 
     # Killing an instance mid-invocation gives a clean error activation.
     put("victim", "import os, time\ndef main(args):\n    open('/tmp/seuss-vm-victim.pid', 'w').write(str(os.getpid()))\n    time.sleep(60)\n    return {}\n", timeout=120000)
-    try: os.unlink("/tmp/seuss-vm-victim.pid")
-    except FileNotFoundError: pass
-    box = {}
-    t = threading.Thread(target=lambda: box.update(r=invoke("victim", {}, None))); t.start()
-    for _ in range(600):
-        if os.path.exists("/tmp/seuss-vm-victim.pid") and open("/tmp/seuss-vm-victim.pid").read(): break
-        time.sleep(0.1)
-    try: os.kill(int(open("/tmp/seuss-vm-victim.pid").read()), signal.SIGKILL)
-    except Exception as e: print("# kill failed: %s" % e)
-    t.join(180)
-    st, act = box.get("r", (0, {}))
+    def kill_mid_run(path):
+        try: os.unlink("/tmp/seuss-vm-victim.pid")
+        except FileNotFoundError: pass
+        box = {}
+        t = threading.Thread(target=lambda: box.update(r=invoke("victim", {}, path))); t.start()
+        for _ in range(600):
+            if os.path.exists("/tmp/seuss-vm-victim.pid") and open("/tmp/seuss-vm-victim.pid").read(): break
+            time.sleep(0.1)
+        try: os.kill(int(open("/tmp/seuss-vm-victim.pid").read()), signal.SIGKILL)
+        except Exception as e: print("# kill failed: %s" % e)
+        t.join(180)
+        return box.get("r", (0, {}))
+    st, act = kill_mid_run(None)
     tap(st == 502 and "exited unexpectedly" in E(act), "killed instance gives a clean error activation", act)
+    st, act = kill_mid_run("warm")
+    tap(st == 502 and "exited unexpectedly" in E(act) and start_path(act) == "warm",
+        "a warm instance killed mid-run gives a clean error activation", act)
 
     # Restart: functions persist, snapshots are re-adopted (warm works without a rebuild).
     before = {s["id"] for s in seuss("/snapshots")}
