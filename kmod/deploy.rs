@@ -8,7 +8,7 @@ use kernel::bindings;
 use kernel::error::{code::*, Result};
 
 use crate::registry::{self, Instance};
-use crate::sys::{cpu, task, user};
+use crate::sys::{cpu, mm, param, task, user};
 
 /// Performs a deploy request; `Ok(ax)` is what the snapshot's context sees as the ioctl's result.
 pub(crate) fn deploy(a: &bindings::seuss_deploy) -> Result<isize> {
@@ -63,10 +63,10 @@ pub(crate) fn deploy(a: &bindings::seuss_deploy) -> Result<isize> {
     }
     // Copy now what instances of this snapshot write anyway, and map the program text they run, instead
     // of one fault at a time later.
-    let pf = crate::sys::param::prefault();
+    let pf = param::prefault();
     if pf != 0 {
         if let Some(pages) = snap.touch_set.get() {
-            crate::sys::mm::prefault_current(pages, pf & 1 != 0, pf & crate::sys::param::PREFAULT_READS != 0);
+            mm::prefault_current(pages, pf & param::PREFAULT_WRITES != 0, pf & param::PREFAULT_READS != 0);
         }
     }
     Ok(ax as isize)

@@ -13,7 +13,7 @@ use kernel::sync::{Arc, Mutex};
 
 use crate::freeze::{Freeze, Point};
 
-/// Most pages recorded as a snapshot's write set (8 MiB).
+/// Most entries recorded as a snapshot's touch set (16 MiB of written pages, or fewer plus text windows).
 const TOUCH_SET_MAX: usize = 4096;
 use crate::registry;
 use crate::sys::bp::BpKind;
@@ -195,7 +195,7 @@ impl FileOps for Session {
                 let snap = reg.instance_snapshot(m.as_ptr()).ok_or(ENOENT)?;
                 let counts = m.count_pages()?;
                 // Only a leaf's instances all do the same thing (a runtime snapshot's children each load a
-                // different function: prefaulting one's writes into the next would bloat its diff).
+                // different function: prefaulting one's touches into the next would bloat its diff).
                 let leaf = snap.children.load(core::sync::atomic::Ordering::Relaxed) == 0;
                 if param::prefault() != 0 && leaf && snap.touch_set.get().is_none() && counts.exclusive > 0 {
                     if let Ok(pages) = m.touched_pages(TOUCH_SET_MAX) {

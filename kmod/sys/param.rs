@@ -14,13 +14,15 @@ pub(crate) fn max_pages() -> u64 {
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!(MAX_PAGES)) as u64 }
 }
 
-/// What deploys fault in ahead of time, from what a snapshot's first measured instance touched: bit 0,
-/// the pages it wrote (copy-on-write broken up front); bit [`PREFAULT_READS`], the file pages it read
+/// What deploys fault in ahead of time, from what a snapshot's first measured instance touched: bit
+/// [`PREFAULT_WRITES`], the pages it wrote (copy-on-write broken up front); bit [`PREFAULT_READS`], the file pages it read
 /// where a deploy copies no page tables (program text). 0 leaves everything to page faults (and records
 /// nothing).
 static mut PREFAULT: core::ffi::c_ulong = 3;
 
-/// The `prefault` bit that adds the file pages an instance read.
+/// The `prefault` bit for the pages an instance wrote.
+pub(crate) const PREFAULT_WRITES: u64 = 1;
+/// The `prefault` bit for the file pages an instance read.
 pub(crate) const PREFAULT_READS: u64 = 2;
 
 /// The current value of `prefault`.
