@@ -22,7 +22,7 @@ note "kernel ready after $(( $(date +%s) - t0 )) s"
 
 note "host tests: cargo test --workspace"
 log="$(mktemp)"
-cargo test --workspace --release 2>&1 | tee "$log" >&2
+cargo test --workspace --release --no-fail-fast 2>&1 | tee "$log" >&2
 crc=${PIPESTATUS[0]}
 hp=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1/' | paste -sd+ - | bc 2>/dev/null || echo 0)
 hf=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\2/' | paste -sd+ - | bc 2>/dev/null || echo 0)

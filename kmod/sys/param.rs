@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The module parameters `max_pages`, `prefault` and `share_unchanged` (6.12's Rust `module!` has no parameters, so this
-//! declares each `kernel_param` by hand, as C's `module_param(name, ulong, 0644)` would).
+//! The module parameters `max_pages`, `prefault` and `share_unchanged` (6.12's Rust `module!` has no
+//! parameters, so this declares each `kernel_param` by hand, as C's `module_param(name, ulong, 0644)`
+//! would).
 
 use kernel::bindings;
 
@@ -15,9 +16,9 @@ pub(crate) fn max_pages() -> u64 {
 }
 
 /// What deploys fault in ahead of time, from what a snapshot's first measured instance touched: bit
-/// [`PREFAULT_WRITES`], the pages it wrote (copy-on-write broken up front); bit [`PREFAULT_READS`], the file pages it read
-/// where a deploy copies no page tables (program text). 0 leaves everything to page faults (and records
-/// nothing).
+/// [`PREFAULT_WRITES`], the pages it wrote (copy-on-write broken up front); bit [`PREFAULT_READS`], the
+/// file pages it read where a deploy copies no page tables (program text). 0 leaves everything to page
+/// faults (and records nothing).
 static mut PREFAULT: core::ffi::c_ulong = 3;
 
 /// The `prefault` bit for the pages an instance wrote.

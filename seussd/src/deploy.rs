@@ -17,6 +17,8 @@ use tokio::time::Instant;
 
 /// Bytes queued on a stub's stdin before its deploy: the capacity of an empty Linux pipe.
 const PIPE_CAPACITY: usize = 64 << 10;
+/// How long a stub that closed its control socket gets to have its last line (the reason) read.
+const STUB_LAST_WORDS: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A deployed instance, as [`Inner::deploy`] returns it.
 pub(crate) struct Deployed {
@@ -52,8 +54,6 @@ impl std::fmt::Display for WaitError {
 pub(crate) enum DeployEvent {
     Ready(Value),
     Result(Option<Line>),
-    /// A warm child still busy with its queued run when that run's deadline came.
-    Running,
 }
 
 /// A pre-spawned stub waiting for a deploy command, with its own cgroup (when instance cgroups are used).
@@ -123,37 +123,46 @@ impl Inner {
             );
             let sent_ns = crate::util::mono_ns();
             if p.send_ctl(&cmd).await.is_err() {
+                // A stub that failed at start (say, opening the device) said why on its control line
+                // before exiting; that reason is final. Without one, a fresh stub gets one more try.
+                let said = p.recv_ctl(STUB_LAST_WORDS).await.filter(|d| d.starts_with(b"error"));
                 self.discard_stub(Stub { proc: p, cg }).await;
-                if attempt == 0 {
-                    continue;
+                match said {
+                    Some(d) => {
+                        return Err(StartError::Deploy(format!(
+                            "deploy of snapshot {}: {}",
+                            snap.info.id,
+                            String::from_utf8_lossy(&d)
+                        )))
+                    }
+                    None if attempt == 0 => continue,
+                    None => return Err(StartError::Deploy("the stub died".into())),
                 }
-                return Err(StartError::Deploy("the stub died".into()));
             }
             let run_deadline = run_deadline.filter(|_| queued);
             let first = self.wait_deployed(&mut p, run_deadline.unwrap_or(deadline), queued).await;
-            let first = match first {
-                // A warm child busy with its run (it sends no ready line): still running at the run's
-                // deadline, it is deployed and the caller times the run out; gone without a word from the
-                // stub, it died in its run (a failed deploy says so on the control line).
-                Err(WaitError::Deadline) if run_deadline.is_some() => Ok(DeployEvent::Running),
-                Err(WaitError::Exited(_)) if run_deadline.is_some() => Ok(DeployEvent::Result(None)),
-                other => other,
-            };
             if let Ok(DeployEvent::Ready(v)) = &first {
                 // The launcher stamps when the child resumed after the doorbell and when it sent this line.
                 let at = |k: &str| v.get(k).and_then(Value::as_u64).map(|t| t.saturating_sub(sent_ns) / 1000);
                 tracing::debug!(target: "seussd::timing", "deploy: resumed +{:?} us, ready sent +{:?} us, received +{} us",
                     at("resumed_ns"), at("ready_ns"), (crate::util::mono_ns() - sent_ns) / 1000);
             }
-            return match first {
-                Ok(ev) => {
+            // Deployed, with the result line if one came first.
+            let first_result = match first {
+                Ok(DeployEvent::Ready(_)) => Ok(None),
+                Ok(DeployEvent::Result(l)) => Ok(Some(l)),
+                // A warm child busy with its run (it sends no ready line): still running at the run's
+                // deadline, it is deployed and the caller times the run out; gone without a word from the
+                // stub, it died in its run (a failed deploy says so on the control line).
+                Err(WaitError::Deadline) if run_deadline.is_some() => Ok(None),
+                Err(WaitError::Exited(_)) if run_deadline.is_some() => Ok(Some(None)),
+                Err(e) => Err(e),
+            };
+            return match first_result {
+                Ok(first_result) => {
                     if let Some(r) = self.lock().snaps.get_mut(&snap.info.id) {
                         r.last_used_ms = now_ms();
                     }
-                    let first_result = match ev {
-                        DeployEvent::Ready(_) | DeployEvent::Running => None,
-                        DeployEvent::Result(l) => Some(l),
-                    };
                     Ok(Deployed { proc: p, cg, queued, first_result })
                 }
                 Err(e) => {

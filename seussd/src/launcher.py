@@ -141,8 +141,8 @@ def input_pending():
 
 
 def after_doorbell(cookie, announce=True):
-    """Makes a freshly deployed instance unique, then tells seussd it is ready (with CLOCK_MONOTONIC stamps of
-    the resume and of the ready line, which seussd logs as deploy timing)."""
+    """Makes a freshly deployed instance unique, then (with `announce`) tells seussd it is ready, with
+    CLOCK_MONOTONIC stamps of the resume and of the ready line, which seussd logs as deploy timing."""
     resumed = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     if cookie:
         random.seed(cookie)

@@ -115,9 +115,7 @@ impl Inner {
     pub(crate) async fn wait_ready(&self, p: &mut Proc, deadline: Instant) -> Result<Value, String> {
         match self.wait_deployed(p, deadline, false).await.map_err(|e| e.to_string())? {
             crate::deploy::DeployEvent::Ready(v) => Ok(v),
-            crate::deploy::DeployEvent::Result(_) | crate::deploy::DeployEvent::Running => {
-                unreachable!("result lines are not watched")
-            }
+            crate::deploy::DeployEvent::Result(_) => unreachable!("result lines are not watched"),
         }
     }
 
