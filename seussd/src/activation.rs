@@ -36,8 +36,8 @@ impl Inner {
     }
 
     /// Runs one activation to its record. The finished record goes to `done` as soon as the used instance
-    /// is back in the idle pool (so the caller's answer does not wait for the disk); it is kept in
-    /// `Inner::unsaved` (what `get_activation` reads first) until the store has it.
+    /// is back in the idle pool; the store gets it from the saver's thread (see `saver.rs`), so the
+    /// caller's answer does not wait for the disk.
     pub(crate) async fn run_activation(
         self: Arc<Self>,
         f: FunctionInfo,
@@ -149,9 +149,8 @@ impl Inner {
             Some((inst, false)) => (Some(inst), None),
             None => (None, None),
         };
-        self.unsaved_activations().insert(id.clone(), act.clone());
-        let rec = act.clone();
         // The caller may have given up (a blocking invoke past its wait): the record is stored anyway.
+        self.saver.save(act.clone());
         let _ = done.send(act);
         tracing::debug!(target: "seussd::timing", "park {:?}", t_park.elapsed());
         self.clone().refill_stubs();
@@ -161,19 +160,6 @@ impl Inner {
         if let Some(id) = measure {
             self.measure_idle(id).await;
         }
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.save_activation(&rec)).await {
-            Ok(Ok(())) => {}
-            e => tracing::error!("saving activation {id}: {e:?}"),
-        }
-        self.unsaved_activations().remove(&id);
-    }
-
-    /// Finished activation records not yet in the store, by id.
-    pub(crate) fn unsaved_activations(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Activation>> {
-        self.unsaved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Maps an instance's reply to (status, result, instance still usable).

@@ -24,6 +24,8 @@ use tokio::sync::{broadcast, Semaphore};
 
 /// Longest a blocking invoke waits before answering with the activation id only (OpenWhisk: 60 s).
 pub const BLOCKING_WAIT: Duration = Duration::from_secs(60);
+/// How long a shutdown waits for the activation records still being written.
+const SHUTDOWN_SAVE_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Host {
@@ -50,8 +52,8 @@ pub(crate) struct Inner {
     pub refilling: AtomicBool,
     /// Forks the stubs (see `zygote.rs`); `None` when disabled or it could not start.
     pub zygote: Mutex<Option<crate::zygote::Zygote>>,
-    /// Finished activation records on their way to the store (see `run_activation`).
-    pub unsaved: Mutex<std::collections::HashMap<String, Activation>>,
+    /// Writes finished activation records to the store, off the answer's path.
+    pub saver: crate::saver::Saver,
 }
 
 pub(crate) struct FnEntry {
@@ -321,6 +323,7 @@ impl Host {
         cfg.validate()?;
         raise_nofile_limit();
         let store = Store::open(&cfg.state_dir)?;
+        let saver = crate::saver::Saver::start(store.clone())?;
         let rt_dir = cfg.state_dir.join("runtime");
         std::fs::create_dir_all(&rt_dir)?;
         {
@@ -390,7 +393,7 @@ impl Host {
             stubs: Mutex::new(Vec::new()),
             refilling: AtomicBool::new(false),
             zygote: Mutex::new(None),
-            unsaved: Mutex::new(Default::default()),
+            saver,
         });
         inner.adopt_snapshots();
         crate::budget::spawn_expiry(Arc::downgrade(&inner));
@@ -553,8 +556,8 @@ impl Host {
     }
 
     pub async fn get_activation(&self, id: &str) -> Result<Activation, HostError> {
-        if let Some(a) = self.inner.unsaved_activations().get(id) {
-            return Ok(a.clone());
+        if let Some(a) = self.inner.saver.get(id) {
+            return Ok(a);
         }
         let store = self.inner.store.clone();
         let idc = id.to_string();
@@ -645,6 +648,11 @@ impl Host {
             std::mem::take(&mut *self.inner.stubs.lock().unwrap_or_else(|e| e.into_inner()));
         for s in stubs {
             self.inner.discard_stub(s).await;
+        }
+        let inner = self.inner.clone();
+        let saved = tokio::task::spawn_blocking(move || inner.saver.wait_saved(SHUTDOWN_SAVE_WAIT)).await;
+        if !matches!(saved, Ok(true)) {
+            tracing::error!("shutdown: activation records still unsaved after {SHUTDOWN_SAVE_WAIT:?}");
         }
     }
 }

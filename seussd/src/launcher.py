@@ -34,6 +34,9 @@ import select
 import time  # noqa: F401
 
 MARK = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+# One read of a pipe returns at most its capacity (64 KiB). A larger request only costs: os.read allocates
+# the full size first, and above malloc's mmap threshold that is an mmap, mremap and munmap per message.
+READ_SIZE = 64 << 10
 RESULT_FD = 3
 CONTROL_FD = 4
 # Offset of the cached kernel tid in glibc's struct pthread on x86_64 (checked against gettid before use).
@@ -57,7 +60,7 @@ class LineReader:
                 self.scanned = 0
                 return line
             self.scanned = len(self.buf)
-            chunk = os.read(self.fd, 1 << 20)
+            chunk = os.read(self.fd, READ_SIZE)
             if not chunk:
                 if self.buf:
                     line = bytes(self.buf)
@@ -79,8 +82,12 @@ def write_all(fd, data):
         view = view[n:]
 
 
+# json.dumps(obj, ensure_ascii=False) builds an encoder per call; results go through this one.
+ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def send_result(obj):
-    write_all(RESULT_FD, (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass"))
+    write_all(RESULT_FD, (ENCODER.encode(obj) + "\n").encode("utf-8", "surrogatepass"))
 
 
 def send_control(obj):
@@ -226,14 +233,14 @@ def handle_run(msg):
             os.environ["__OW_" + key.upper()] = value if isinstance(value, str) else json.dumps(value)
     try:
         result = action.main(msg.get("value", {}))
-        line = json.dumps(result, ensure_ascii=False)
+        line = ENCODER.encode(result)
     except Exception as ex:
         traceback.print_exc()
-        line = json.dumps({"error": "An error has occurred: %s" % ex}, ensure_ascii=False)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    write_all(RESULT_FD, (line + "\n").encode("utf-8", "surrogatepass"))
+        line = ENCODER.encode({"error": "An error has occurred: %s" % ex})
+    # Markers first: seussd is woken by the result line and then finds the logs complete, instead of
+    # waking for the result and again for each marker.
     end_markers()
+    write_all(RESULT_FD, (line + "\n").encode("utf-8", "surrogatepass"))
 
 
 RUN_KEYS = ("namespace", "action_name", "action_version", "activation_id", "transaction_id", "deadline")
@@ -259,7 +266,7 @@ def warm_up():
     entry = load_code(init)
     for key in RUN_KEYS:
         os.environ["__OW_" + key.upper()] = "0"
-    line = json.dumps(entry(probe["value"]), ensure_ascii=False)
+    line = ENCODER.encode(entry(probe["value"]))
     (line + "\n").encode("utf-8", "surrogatepass")
     for key in set(os.environ) - before:
         del os.environ[key]

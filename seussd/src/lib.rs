@@ -21,6 +21,7 @@ pub mod model;
 pub mod policy;
 pub mod proc;
 pub mod reply;
+pub mod saver;
 pub mod snapshots;
 pub mod starts;
 pub mod store;

@@ -29,6 +29,12 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Writes `data` to `path` atomically (temp file + fsync + rename + directory fsync).
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_synced(path, data)?;
+    fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// [`write_atomic`] without the directory fsync: the caller syncs the directory (once for several files).
+fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(
@@ -43,8 +49,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
+        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -137,8 +142,24 @@ impl Store {
     }
 
     pub fn save_activation(&self, a: &Activation) -> std::io::Result<()> {
-        assert!(is_activation_id(&a.activation_id));
-        write_json(&self.activation_path(&a.activation_id), a)
+        self.save_activations(std::slice::from_ref(a))
+    }
+
+    /// Saves several records, each as [`Store::save_activation`] would, with one directory fsync for all.
+    /// Returns the first error (the other records are still attempted).
+    pub fn save_activations(&self, acts: &[Activation]) -> std::io::Result<()> {
+        let mut first = Ok(());
+        for a in acts {
+            assert!(is_activation_id(&a.activation_id));
+            let r = serde_json::to_vec_pretty(a)
+                .map_err(std::io::Error::other)
+                .and_then(|d| write_synced(&self.activation_path(&a.activation_id), &d));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        let dir = fs::File::open(self.root.join("activations")).and_then(|d| d.sync_all());
+        first.and(dir)
     }
 
     pub fn load_activation(&self, id: &str) -> Option<Activation> {

@@ -174,5 +174,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let a = args()?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(a))
+    // The measuring runs in a task on the runtime's workers, like seussd's HTTP handlers: code in
+    // `block_on` itself would run on this thread and hand every invocation to a worker and back.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async { tokio::spawn(run(a)).await })?
 }
