@@ -89,12 +89,7 @@ impl Inner {
 
     /// Private bytes of an instance: pages it dirtied since its deploy, or its whole private memory.
     fn instance_bytes(&self, pid: i32, deployed: bool) -> u64 {
-        if deployed {
-            if let Some(Ok((_, pages))) = self.engine.as_ref().map(|e| e.dirty(pid)) {
-                return pages * PAGE;
-            }
-        }
-        crate::proc::private_bytes(pid)
+        measure_bytes(self.engine.as_deref(), pid, deployed)
     }
 
     /// Returns a used instance to the idle pool if it fits the budget (evicting colder things), else stops it.
@@ -167,7 +162,11 @@ impl Inner {
             st.idle.iter().find(|i| i.id == id).map(|i| (i.proc.pid, i.deployed))
         };
         let Some((pid, deployed)) = probe else { return };
-        let bytes = self.instance_bytes(pid, deployed);
+        // A page-table walk (or an smaps read): on a blocking thread, so it holds up no other task.
+        let engine = self.engine.clone();
+        let bytes = tokio::task::spawn_blocking(move || measure_bytes(engine.as_deref(), pid, deployed))
+            .await
+            .unwrap_or(0);
         let ev = {
             let mut st = self.lock();
             let Some(i) = st.idle.iter_mut().find(|i| i.id == id) else { return };
@@ -270,4 +269,14 @@ impl crate::host::Host {
         }
         n
     }
+}
+
+/// Private bytes of an instance: pages it dirtied since its deploy, or its whole private memory.
+fn measure_bytes(engine: Option<&dyn crate::engine::SnapshotEngine>, pid: i32, deployed: bool) -> u64 {
+    if deployed {
+        if let Some(Ok((_, pages))) = engine.map(|e| e.dirty(pid)) {
+            return pages * PAGE;
+        }
+    }
+    crate::proc::private_bytes(pid)
 }

@@ -316,7 +316,8 @@ impl Inner {
         if self.cfg.stub_pool == 0 || self.refilling.swap(true, Ordering::SeqCst) {
             return;
         }
-        tokio::spawn(async move {
+        // Forking a stub (cgroup, zygote round trip) blocks: on a blocking thread, not a worker.
+        tokio::task::spawn_blocking(move || {
             loop {
                 let n = self.stubs.lock().unwrap_or_else(|e| e.into_inner()).len();
                 if n >= self.cfg.stub_pool {
