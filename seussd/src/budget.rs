@@ -87,11 +87,6 @@ impl Inner {
         }
     }
 
-    /// Private bytes of an instance: pages it dirtied since its deploy, or its whole private memory.
-    fn instance_bytes(&self, pid: i32, deployed: bool) -> u64 {
-        measure_bytes(self.engine.as_deref(), pid, deployed)
-    }
-
     /// Returns a used instance to the idle pool if it fits the budget (evicting colder things), else stops it.
     /// Measuring an instance (a page-table walk) is left until after the answer when an estimate exists:
     /// its own last measurement, or that of the function's last deployed instance. Returns the id to pass
@@ -111,7 +106,7 @@ impl Inner {
         let fresh = inst.measured && now_ms().saturating_sub(inst.measured_ms) < REMEASURE_MS;
         let later = hint.is_some() && !fresh;
         if hint.is_none() {
-            inst.bytes = self.instance_bytes(inst.proc.pid, inst.deployed);
+            inst.bytes = measure_bytes(self.engine.as_deref(), inst.proc.pid, inst.deployed);
             inst.measured_ms = now_ms();
         } else if !fresh {
             inst.bytes = hint.unwrap_or_default();

@@ -150,6 +150,30 @@ impl Activation {
             .find(|a| a.key == key)
             .map(|a| &a.value)
     }
+
+    /// A finished, successful record with id `id` and result `{"i": id}`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn sample(id: &str) -> Activation {
+        Activation {
+            namespace: "guest".into(),
+            name: "f".into(),
+            version: "0.0.1".into(),
+            subject: "guest".into(),
+            activation_id: id.into(),
+            start: 1,
+            end: 2,
+            duration: 1,
+            response: ActivationResponse {
+                status: "success".into(),
+                status_code: 0,
+                success: true,
+                result: serde_json::json!({ "i": id }),
+            },
+            logs: vec![],
+            annotations: vec![],
+            publish: false,
+        }
+    }
 }
 
 /// How an activation's instance was obtained.

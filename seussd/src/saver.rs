@@ -29,7 +29,7 @@ impl Pending {
 
 /// The activation-record writer. Dropping it ends the thread once everything queued is written.
 pub struct Saver {
-    tx: Mutex<mpsc::Sender<String>>,
+    tx: mpsc::Sender<String>,
     pending: Arc<Pending>,
 }
 
@@ -42,15 +42,14 @@ impl Saver {
         std::thread::Builder::new()
             .name("seussd-saver".into())
             .spawn(move || writer(store, rx, p))?;
-        Ok(Saver { tx: Mutex::new(tx), pending })
+        Ok(Saver { tx, pending })
     }
 
     /// Queues a finished record; [`Saver::get`] returns it from now on.
     pub fn save(&self, act: Activation) {
         let id = act.activation_id.clone();
         self.pending.lock().insert(id.clone(), act);
-        let sent = self.tx.lock().unwrap_or_else(|e| e.into_inner()).send(id.clone());
-        if sent.is_err() {
+        if self.tx.send(id.clone()).is_err() {
             // The writer is gone (it only ends when the Saver is dropped): keep the record readable.
             tracing::error!("activation {id}: the record writer has stopped");
         }
@@ -102,30 +101,7 @@ fn writer(store: Store, rx: mpsc::Receiver<String>, pending: Arc<Pending>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::*;
     use serde_json::json;
-
-    fn act(id: &str) -> Activation {
-        Activation {
-            namespace: "guest".into(),
-            name: "f".into(),
-            version: "0.0.1".into(),
-            subject: "guest".into(),
-            activation_id: id.into(),
-            start: 1,
-            end: 2,
-            duration: 1,
-            response: ActivationResponse {
-                status: "success".into(),
-                status_code: 0,
-                success: true,
-                result: json!({"i": id}),
-            },
-            logs: vec![],
-            annotations: vec![],
-            publish: false,
-        }
-    }
 
     #[test]
     fn records_are_readable_before_and_after_they_reach_the_disk() {
@@ -134,7 +110,7 @@ mod tests {
         let saver = Saver::start(store.clone()).unwrap();
         let ids: Vec<String> = (0..50).map(|i| format!("{:032x}", i + 1)).collect();
         for id in &ids {
-            saver.save(act(id));
+            saver.save(Activation::sample(id));
             assert!(saver.get(id).is_some() || store.load_activation(id).is_some());
         }
         assert!(saver.wait_saved(Duration::from_secs(10)));

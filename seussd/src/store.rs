@@ -68,9 +68,13 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
     }
 }
 
+/// The stored form of every JSON file.
+fn encode<T: Serialize>(v: &T) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(v).map_err(std::io::Error::other)
+}
+
 fn write_json<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
-    let data = serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?;
-    write_atomic(path, &data)
+    write_atomic(path, &encode(v)?)
 }
 
 impl Store {
@@ -151,9 +155,7 @@ impl Store {
         let mut first = Ok(());
         for a in acts {
             assert!(is_activation_id(&a.activation_id));
-            let r = serde_json::to_vec_pretty(a)
-                .map_err(std::io::Error::other)
-                .and_then(|d| write_synced(&self.activation_path(&a.activation_id), &d));
+            let r = encode(a).and_then(|d| write_synced(&self.activation_path(&a.activation_id), &d));
             if first.is_ok() {
                 first = r;
             }
@@ -258,25 +260,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         let id = crate::util::activation_id();
-        let a = Activation {
-            namespace: "guest".into(),
-            name: "f".into(),
-            version: "0.0.1".into(),
-            subject: "u".into(),
-            activation_id: id.clone(),
-            start: 1,
-            end: 2,
-            duration: 1,
-            response: ActivationResponse {
-                status: "success".into(),
-                status_code: 0,
-                success: true,
-                result: serde_json::json!({"ü": "✓"}),
-            },
-            logs: vec!["l".into()],
-            annotations: vec![KeyValue::new("startPath", "cold")],
-            publish: false,
-        };
+        let mut a = Activation::sample(&id);
+        a.subject = "u".into();
+        a.response.result = serde_json::json!({"ü": "✓"});
+        a.logs = vec!["l".into()];
+        a.annotations = vec![KeyValue::new("startPath", "cold")];
         s.save_activation(&a).unwrap();
         assert_eq!(s.load_activation(&id), Some(a));
         assert_eq!(s.load_activation("../../etc/passwd"), None);
