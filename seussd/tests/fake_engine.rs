@@ -346,8 +346,16 @@ async fn zygote_forks_working_stubs() {
     assert_eq!(a.wait_exit(Duration::from_secs(5)).await, Some(-1));
     assert!(!a.alive());
     if nix::unistd::geteuid().is_root() {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", b.pid)).unwrap();
-        assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains("65534")), "{status}");
+        // The zygote answers right after its fork; the child drops privileges on its own, before it
+        // reads a command, so the change is awaited here (it raced this read under load).
+        let status = || std::fs::read_to_string(format!("/proc/{}/status", b.pid)).unwrap();
+        let dropped = |s: &str| s.lines().any(|l| l.starts_with("Uid:") && l.contains("65534"));
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while !dropped(&status()) && std::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let s = status();
+        assert!(dropped(&s), "{s}");
     }
     b.kill().await;
     assert!(!b.alive());
