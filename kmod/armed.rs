@@ -39,7 +39,7 @@ pub(crate) fn insert(key: usize) -> Result<bool> {
 pub(crate) fn remove(key: usize) {
     let mut v = set().lock();
     if let Some(i) = v.iter().position(|k| *k == key) {
-        crate::sys::vec::swap_remove(&mut v, i);
+        let _ = crate::sys::vec::swap_remove(&mut v, i);
     }
 }
 

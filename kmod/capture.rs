@@ -17,11 +17,11 @@ use crate::sys::{cpu, mm, param, task};
 pub(crate) fn capture_current() -> Result<u64> {
     let reg = registry::get();
     let me = task::TaskRef::current();
-    if !me.is_single_threaded() || !me.is_64bit() {
+    if !me.is_single_threaded() || !me.is_64bit()? {
         return Err(crate::sys::eopnotsupp());
     }
     // A vfork child or CLONE_VM sibling shares the mm; io_uring rings reference kernel objects.
-    task::current_can_be_replaced()?;
+    task::current_can_be_captured()?;
     let t0 = task::now_ns();
     let parent = reg.instance_snapshot(mm::current_mm_ptr());
     // A deployed task's copies that still hold its parent's bytes (a count that went up and back down)
@@ -78,6 +78,7 @@ pub(crate) fn capture_current() -> Result<u64> {
         }
     };
     let id = snap.id;
-    reg.insert(snap)?;
+    // On failure `snap` is dropped here, outside the registry's lock.
+    reg.insert(&snap)?;
     Ok(id)
 }

@@ -1,16 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 //! DEPLOY, run in the stub's ioctl: replace the caller's address space with a copy-on-write child of a
-//! snapshot, give it the snapshot's registers and per-task state, and return into the saved context.
-//! The caller keeps its pid, credentials, files, cgroup and namespaces.
+//! snapshot, give it the snapshot's registers and per-task state, close the caller's descriptors of the
+//! device, and return into the saved context. The caller keeps its pid, credentials, other files, cgroup
+//! and namespaces.
+//!
+//! Everything that can fail for a reason the caller could fix is checked before the point of no return
+//! (the mm swap): entitlement, the caller's shape, the tid/cookie addresses against the snapshot's
+//! mappings, the one allocation needed afterwards. Past it only out-of-memory can fail (a copy-on-write
+//! fault while storing tid/cookie); the caller, half replaced, is then killed.
+//!
+//! `rax`: the ioctl's own result travels through an `int` in `vfs_ioctl`, and the syscall exit stores it
+//! in the frame's `ax`. So the deploy returns 0 and queues a task work (TWA_SIGNAL: it runs on the way out
+//! to user mode, before any signal is delivered) that puts the snapshot's 64-bit `ax` back in the frame.
 
 use core::sync::atomic::Ordering;
+use kernel::alloc::{flags::GFP_KERNEL, KBox};
 use kernel::bindings;
 use kernel::error::{code::*, Result};
 
 use crate::registry::{self, Instance};
-use crate::sys::{cpu, mm, param, task, user};
+use crate::sys::bp::{ModuleWork, Notify};
+use crate::sys::{cpu, miscdev, mm, param, task, user};
 
-/// Performs a deploy request; `Ok(ax)` is what the snapshot's context sees as the ioctl's result.
+/// The task work that restores the snapshot's `ax` after the syscall exit wrote the ioctl's result.
+#[repr(C)]
+struct AxWork {
+    /// First field: the callback receives its address as the `AxWork`'s.
+    work: ModuleWork,
+    ax: u64,
+}
+
+/// Performs a deploy request. On success the caller returns into the snapshot's context.
 pub(crate) fn deploy(a: &bindings::seuss_deploy) -> Result<isize> {
     let known = bindings::SEUSS_DEPLOY_TID | bindings::SEUSS_DEPLOY_COOKIE;
     if a.flags & !known != 0 {
@@ -18,48 +38,57 @@ pub(crate) fn deploy(a: &bindings::seuss_deploy) -> Result<isize> {
     }
     let want_tid = a.flags & bindings::SEUSS_DEPLOY_TID != 0;
     let want_cookie = a.flags & bindings::SEUSS_DEPLOY_COOKIE != 0;
-    // SAFETY: no preconditions.
-    let limit = unsafe { bindings::seuss_task_size_max() } as u64;
-    if (want_tid && (a.tid_addr % 4 != 0 || a.tid_addr == 0 || a.tid_addr >= limit))
-        || (want_cookie && (a.cookie_addr % 8 != 0 || a.cookie_addr == 0 || a.cookie_addr >= limit))
-    {
+    if (want_tid && (a.tid_addr % 4 != 0 || a.tid_addr == 0)) || (want_cookie && (a.cookie_addr % 8 != 0 || a.cookie_addr == 0)) {
         return Err(EFAULT);
     }
     let reg = registry::get();
     let snap = reg.find(a.snap_id)?;
-    if task::current_kuid() != snap.uid && !task::current_is_admin() {
-        return Err(EPERM);
-    }
+    snap.may_manage()?;
     task::current_can_be_replaced()?;
-    // Point of no return: on success the caller's old address space is gone.
+    if task::current_is_traced() {
+        return Err(EBUSY);
+    }
+    // The addresses are written in the new address space: they must be writable there.
+    if (want_tid && !snap.mm.is_writable(a.tid_addr, 4)) || (want_cookie && !snap.mm.is_writable(a.cookie_addr, 8)) {
+        return Err(EFAULT);
+    }
+    let ax = KBox::new(AxWork { work: ModuleWork::new(), ax: snap.state.regs.ax as u64 }, GFP_KERNEL)?;
+    // Point of no return: on success the caller's old address space is gone (on failure it is intact).
     let grab = snap.mm.deploy_into_current()?;
     snap.deployed.fetch_add(1, Ordering::Relaxed);
     reg.deploys.fetch_add(1, Ordering::Relaxed);
     let me = task::TaskRef::current();
-    if let Err(e) = reg.add_instance(Instance { mm: grab, snap: snap.clone() }) {
+    let fail = |e| {
+        // Half replaced: this process can only die.
         me.kill();
-        return Err(e);
-    }
-    let ax = match cpu::restore_current(&snap.state) {
-        Ok(ax) => ax,
-        Err(e) => {
-            // Half-restored: this process can only die.
-            me.kill();
-            return Err(e);
-        }
+        Err(e)
     };
-    let post = (|| -> Result {
-        if want_tid {
-            user::put_u32(a.tid_addr as usize, task::current_pid_vnr() as u32)?;
+    if let Err(inst) = reg.add_instance(Instance { mm: grab, snap: snap.clone() }) {
+        drop(inst);
+        return fail(ENOMEM);
+    }
+    if let Err(e) = cpu::restore_current(&snap.state) {
+        return fail(e);
+    }
+    if want_tid {
+        if let Err(e) = user::put_u32(a.tid_addr as usize, task::current_pid_vnr() as u32) {
+            return fail(e);
         }
-        if want_cookie {
-            user::put_u64(a.cookie_addr as usize, a.cookie)?;
+    }
+    if want_cookie {
+        if let Err(e) = user::put_u64(a.cookie_addr as usize, a.cookie) {
+            return fail(e);
         }
-        Ok(())
-    })();
-    if let Err(e) = post {
-        me.kill();
-        return Err(e);
+    }
+    // The child's code must never hold the device (a stub opened it as root before dropping privileges).
+    miscdev::close_device_fds_of_current();
+    let raw = KBox::into_raw(ax);
+    // SAFETY: `raw` is a live box whose first field is the work; it is freed by `restore_ax` (or below
+    // if the work cannot be queued); current is valid.
+    if let Err(e) = unsafe { (*raw).work.queue(bindings::get_current(), restore_ax, Notify::Signal) } {
+        // SAFETY: not queued: we still own the box.
+        drop(unsafe { KBox::from_raw(raw) });
+        return fail(e);
     }
     // Copy now what instances of this snapshot write anyway, and map the program text they run, instead
     // of one fault at a time later.
@@ -69,5 +98,13 @@ pub(crate) fn deploy(a: &bindings::seuss_deploy) -> Result<isize> {
             mm::prefault_current(pages, pf & param::PREFAULT_WRITES != 0, pf & param::PREFAULT_READS != 0);
         }
     }
-    Ok(ax as isize)
+    Ok(0)
+}
+
+/// Puts the snapshot's `ax` in the user frame (current's own, on its way out of the DEPLOY syscall).
+unsafe extern "C" fn restore_ax(w: *mut bindings::seuss_module_work) {
+    // SAFETY: `w` is the first field of the `AxWork` box leaked in `deploy` (repr(C)); we own it now.
+    let b = unsafe { KBox::from_raw(w.cast::<AxWork>()) };
+    // SAFETY: current's pt_regs frame is valid and ours to change before returning to user mode.
+    unsafe { (*bindings::task_pt_regs(bindings::get_current())).ax = b.ax as _ };
 }

@@ -2,36 +2,39 @@
 //! Freezing a task at a breakpoint, a watchpoint or its next return to user mode, and parking it there.
 //!
 //! Everything that touches the target's user state runs in the target's own context: the breakpoint
-//! handler (IRQs off) only queues a task work; the work parks the task in a killable, freezable sleep and
-//! serves commands (CAPTURE, RESUME, KILL) that the controller posts through [`Freeze`]. SIGKILL ends the
-//! park at once; other signals stay pending until the task is released.
+//! handler only queues a task work; the work parks the task and serves what controllers ask (CAPTURE,
+//! RESUME, KILL). One typed state machine ([`Phase`] plus the requests in [`State`]) lives under one
+//! spinlock; controllers sleep on a `CondVar` (interruptible), the parked task on its own wait queue
+//! (killable and freezable, with no lock held: 6.12's `CondVar` has neither mode), woken through the
+//! `mail` flag that every request raises under the lock.
+//!
+//! ```text
+//!   Armed --(park work runs)--> Parked <--(CAPTURE)--> Capturing
+//!     |                           |
+//!     +--(released / exec'd / exited)--+--(released)--> Resumed | Dead   (final)
+//! ```
+//! A release is a sticky request (`State::release`), never a command slot a CAPTURE can overwrite; a
+//! capture's result goes to the controller that asked (tickets), or, if that controller gave up (signal,
+//! death), the snapshot is released again by the task.
 //!
 //! References: the session holds one `Arc<Freeze>`; a registered breakpoint's context holds one (dropped
-//! after `unregister_hw_breakpoint`, which waits for running handlers); a queued task work holds one plus
-//! a module reference (dropped as the work's last act), so the callback code cannot be unloaded under it.
-//! Lock order: `ctl` (serialises controller commands) is taken before `bp`; the target never takes either.
+//! after `unregister_hw_breakpoint`, which waits for running handlers); a queued task work holds one, and
+//! the kernel-side trampoline of [`ModuleWork`] holds a module reference until the work has returned.
+//! Locks: `bp` (a mutex, process context) and `state` (a spinlock) are never held together; the
+//! breakpoint handler takes neither.
 
-use core::pin::Pin;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
-use kernel::alloc::{flags::GFP_KERNEL, KBox};
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use kernel::alloc::flags::GFP_KERNEL;
 use kernel::bindings;
-use kernel::error::{code::*, Error, Result};
+use kernel::error::{code::*, Result};
 use kernel::init::InPlaceInit;
-use kernel::new_mutex;
-use kernel::sync::{Arc, ArcBorrow, Mutex};
+use kernel::prelude::*;
+use kernel::sync::{Arc, ArcBorrow, CondVar, Mutex, SpinLock};
+use kernel::{new_condvar, new_mutex, new_spinlock};
 
-use crate::sys::bp::{self, BpKind, Breakpoint, Notify, TaskWork};
+use crate::sys::bp::{self, BpKind, Breakpoint, ModuleWork, Notify};
 use crate::sys::task::{self, TaskRef};
 use crate::sys::wait::WaitQueue;
-
-pub(crate) const ARMED: i32 = bindings::SEUSS_STATE_ARMED as i32;
-pub(crate) const FROZEN: i32 = bindings::SEUSS_STATE_FROZEN as i32;
-pub(crate) const RESUMED: i32 = bindings::SEUSS_STATE_RESUMED as i32;
-pub(crate) const DEAD: i32 = bindings::SEUSS_STATE_DEAD as i32;
-
-const CMD_CAPTURE: i32 = 1;
-const CMD_RESUME: i32 = 2;
-const CMD_KILL: i32 = 3;
 
 /// Where to freeze.
 #[derive(Clone, Copy)]
@@ -40,39 +43,95 @@ pub(crate) enum Point {
     Now,
 }
 
-/// One armed or frozen task.
-#[repr(C)]
-pub(crate) struct Freeze {
-    work: TaskWork,
-    wq: WaitQueue,
-    pub(crate) task: TaskRef,
-    state: AtomicI32,
-    cmd: AtomicI32,
-    fired: AtomicBool,
-    ip: AtomicU64,
-    capture_done: AtomicI32,
-    capture_result: AtomicI64,
-    ctl: Pin<KBox<Mutex<()>>>,
-    bp: Pin<KBox<Mutex<Option<Breakpoint>>>>,
+/// Where a freeze is in its life.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for the freeze point (breakpoint registered, or the park work queued).
+    Armed,
+    /// Parked at the freeze point, serving requests.
+    Parked,
+    /// The parked task is capturing itself for a controller.
+    Capturing,
+    /// Released; the task runs on (final).
+    Resumed,
+    /// Exited, killed, or exec'd before it could park (final).
+    Dead,
 }
 
+impl Phase {
+    /// The uapi `SEUSS_STATE_*` value.
+    pub(crate) fn uapi(self) -> u32 {
+        match self {
+            Phase::Armed => bindings::SEUSS_STATE_ARMED,
+            Phase::Parked | Phase::Capturing => bindings::SEUSS_STATE_FROZEN,
+            Phase::Resumed => bindings::SEUSS_STATE_RESUMED,
+            Phase::Dead => bindings::SEUSS_STATE_DEAD,
+        }
+    }
+}
+
+/// The state under the lock.
+struct State {
+    phase: Phase,
+    /// User instruction pointer where the task parked.
+    ip: u64,
+    /// A release was asked (sticky): `Some(kill)`.
+    release: Option<bool>,
+    /// The ticket of the last capture asked.
+    ticket: u64,
+    /// The finished capture of `ticket`, until its controller takes it.
+    result: Option<(u64, Result<u64>)>,
+    /// The controller of the capture in progress stopped waiting: the task releases its snapshot.
+    abandoned: bool,
+}
+
+/// One armed or frozen task.
+#[pin_data]
+#[repr(C)]
+pub(crate) struct Freeze {
+    work: ModuleWork,
+    wq: WaitQueue,
+    pub(crate) task: TaskRef,
+    /// The task's exec generation when ARM checked permission: a task that exec'd since never parks.
+    exec_id: u64,
+    /// The park work has been queued (set once, by the breakpoint handler or at arm for freeze-now).
+    fired: AtomicBool,
+    /// Non-zero when the parked task has a request to look at (see the module docs).
+    mail: AtomicI32,
+    #[pin]
+    state: SpinLock<State>,
+    #[pin]
+    cv: CondVar,
+    #[pin]
+    bp: Mutex<Option<Breakpoint>>,
+}
+
+/// Longest a WAIT sleeps before it looks again whether an armed target exited or exec'd (neither sends
+/// a wakeup when the task never reached its freeze point).
+const EXIT_POLL_MS: u32 = 20;
+
 impl Freeze {
-    /// Arms `point` on `task`. The caller has checked permission and uniqueness.
-    pub(crate) fn arm(task: TaskRef, point: Point) -> Result<Arc<Freeze>> {
-        let f = Arc::new(
-            Freeze {
-                work: TaskWork::new(),
+    /// Arms `point` on `task`, whose exec generation was `exec_id` when the caller checked permission.
+    pub(crate) fn arm(task: TaskRef, exec_id: u64, point: Point) -> Result<Arc<Freeze>> {
+        let f = Arc::pin_init(
+            pin_init!(Freeze {
+                work: ModuleWork::new(),
                 wq: WaitQueue::new(),
                 task,
-                state: AtomicI32::new(ARMED),
-                cmd: AtomicI32::new(0),
+                exec_id,
                 fired: AtomicBool::new(false),
-                ip: AtomicU64::new(0),
-                capture_done: AtomicI32::new(0),
-                capture_result: AtomicI64::new(0),
-                ctl: KBox::pin_init(new_mutex!((), "seuss:freeze_ctl"), GFP_KERNEL)?,
-                bp: KBox::pin_init(new_mutex!(None, "seuss:freeze_bp"), GFP_KERNEL)?,
-            },
+                mail: AtomicI32::new(0),
+                state <- new_spinlock!(State {
+                    phase: Phase::Armed,
+                    ip: 0,
+                    release: None,
+                    ticket: 0,
+                    result: None,
+                    abandoned: false,
+                }, "seuss:freeze_state"),
+                cv <- new_condvar!("seuss:freeze_cv"),
+                bp <- new_mutex!(None, "seuss:freeze_bp"),
+            }),
             GFP_KERNEL,
         )?;
         // SAFETY: the Arc gives the queue its final address; initialised once, before any use.
@@ -99,45 +158,58 @@ impl Freeze {
         Ok(f)
     }
 
-    /// Hands one Arc reference and one module reference to a task work on the target.
+    /// Hands one Arc reference to a task work on the target. On failure the freeze will never park.
     fn queue_work(self: &Arc<Self>, how: Notify) -> Result {
         let raw = Arc::into_raw(self.clone());
-        bp::module_get();
-        // SAFETY: `work` lives inside the Arc we just leaked a reference of, so it stays put until the
+        // SAFETY: `work` lives inside the Arc whose reference we just leaked, so it stays put until the
         // callback reclaims that reference; it is queued at most once (guarded by `fired`).
         let r = unsafe { self.work.queue(self.task.as_ptr(), on_work, how) };
         if r.is_err() {
-            // SAFETY: the work was not queued: reclaim both references.
+            // SAFETY: the work was not queued: reclaim the reference.
             drop(unsafe { Arc::from_raw(raw) });
-            bp::module_put();
-            self.set_state(DEAD);
+            self.fired.store(false, Ordering::SeqCst);
         }
         r
     }
 
-    fn set_state(&self, s: i32) {
-        self.state.store(s, Ordering::SeqCst);
+    /// Tells the parked task to look at its state (call with the state lock held).
+    fn post(&self) {
+        self.mail.store(1, Ordering::SeqCst);
         self.wq.wake_all();
     }
 
-    /// Current state; an armed task that has exited reports DEAD.
-    pub(crate) fn state(&self) -> (i32, u64) {
-        let s = self.state.load(Ordering::SeqCst);
-        if s == ARMED && !self.fired.load(Ordering::SeqCst) && self.task.is_kthread_or_exiting() {
-            return (DEAD, 0);
+    /// The phase as a controller sees it: an armed task whose breakpoint never fired and that exited or
+    /// exec'd (which removed the breakpoint) will never park: the freeze is gone. (A queued park work
+    /// runs at exit or after the exec and reports that itself.)
+    fn seen(&self, s: &State) -> Phase {
+        if s.phase == Phase::Armed
+            && !self.fired.load(Ordering::SeqCst)
+            && (self.task.is_kthread_or_exiting() || self.task.exec_id() != self.exec_id)
+        {
+            Phase::Dead
+        } else {
+            s.phase
         }
-        (s, self.ip.load(Ordering::SeqCst))
     }
 
-    /// Waits up to `ms` for the freeze to leave ARMED.
-    pub(crate) fn wait(&self, ms: u32) -> Result<(i32, u64)> {
-        if ms > 0 && self.state().0 == ARMED {
-            let changed = self.wq.wait_change_timeout(&self.state, ARMED, ms)?;
-            if !changed && self.state().0 == ARMED {
+    /// The freeze's state and parking address; waits up to `ms` for it to leave ARMED.
+    pub(crate) fn wait(&self, ms: u32) -> Result<(u32, u64)> {
+        let deadline = task::now_ns().saturating_add(ms as u64 * 1_000_000);
+        let mut g = self.state.lock();
+        loop {
+            let phase = self.seen(&g);
+            if phase != Phase::Armed || ms == 0 {
+                return Ok((phase.uapi(), g.ip));
+            }
+            let left_ms = deadline.saturating_sub(task::now_ns()) / 1_000_000;
+            if left_ms == 0 {
                 return Err(crate::sys::etimedout());
             }
+            let slice = kernel::time::msecs_to_jiffies(left_ms.min(EXIT_POLL_MS as u64) as u32);
+            if let kernel::sync::CondVarTimeoutResult::Signal { .. } = self.cv.wait_interruptible_timeout(&mut g, slice) {
+                return Err(ERESTARTSYS);
+            }
         }
-        Ok(self.state())
     }
 
     /// Unregisters the breakpoint (no handler runs afterwards) and drops its context reference.
@@ -146,92 +218,137 @@ impl Freeze {
         if let Some(b) = b {
             drop(b);
             // SAFETY: the reference leaked into the breakpoint's context in `arm`; the breakpoint is gone.
-            drop(unsafe { Arc::from_raw(Arc::as_ptr_compat(self)) });
+            drop(unsafe { Arc::from_raw(&**self as *const Freeze) });
         }
     }
 
-    /// Asks the parked task to capture itself; returns the new snapshot id.
+    /// Asks the parked task to capture itself; returns the new snapshot's id. Concurrent captures of one
+    /// freeze run one after the other (the next starts once the previous result has been taken).
     pub(crate) fn capture(self: &Arc<Self>) -> Result<u64> {
-        let _g = self.ctl.lock();
-        if self.state().0 != FROZEN {
-            return Err(if self.state().0 == DEAD { ESRCH } else { EAGAIN });
+        let mut g = self.state.lock();
+        loop {
+            match self.seen(&g) {
+                Phase::Parked if g.release.is_some() => return Err(ESRCH),
+                Phase::Parked if g.result.is_none() => break,
+                Phase::Parked | Phase::Capturing => {
+                    if self.cv.wait_interruptible(&mut g) {
+                        return Err(ERESTARTSYS);
+                    }
+                }
+                Phase::Armed => return Err(EAGAIN),
+                Phase::Resumed | Phase::Dead => return Err(ESRCH),
+            }
         }
-        self.disarm();
-        self.capture_done.store(0, Ordering::SeqCst);
-        self.capture_result.store(0, Ordering::SeqCst);
-        self.cmd.store(CMD_CAPTURE, Ordering::SeqCst);
-        self.wq.wake_all();
-        self.wq.wait_nonzero_killable(&self.capture_done)?;
-        let r = self.capture_result.load(Ordering::SeqCst);
-        if r < 0 { Err(Error::from_errno(r as i32)) } else { Ok(r as u64) }
+        g.ticket += 1;
+        let ticket = g.ticket;
+        g.phase = Phase::Capturing;
+        g.abandoned = false;
+        self.post();
+        loop {
+            let mine = matches!(g.result, Some((t, _)) if t == ticket);
+            if mine {
+                let r = g.result.take().map(|(_, r)| r).unwrap_or(Err(ESRCH));
+                if !task::current_fatal_signal_pending() {
+                    return r;
+                }
+                // The caller dies before it could learn the id: give the snapshot back.
+                drop(g);
+                if let Ok(id) = r {
+                    let _ = crate::registry::get().release(id);
+                }
+                return Err(ERESTARTSYS);
+            }
+            if g.phase != Phase::Capturing {
+                // The task died without answering (it answers every capture it started).
+                return Err(ESRCH);
+            }
+            if self.cv.wait_interruptible(&mut g) && !matches!(g.result, Some((t, _)) if t == ticket) {
+                // Still capturing (no other capture can start before this one's result is taken): the
+                // task releases what it makes.
+                g.abandoned = true;
+                return Err(ERESTARTSYS);
+            }
+        }
     }
 
-    /// Lets the task run on, or kills it. The freeze is finished afterwards.
+    /// Lets the task run on, or kills it. The freeze is finished afterwards: the task leaves its park
+    /// (after a capture in progress) or never enters it.
     pub(crate) fn release(self: &Arc<Self>, kill: bool) {
-        let _g = self.ctl.lock();
         self.disarm();
-        self.cmd.store(if kill { CMD_KILL } else { CMD_RESUME }, Ordering::SeqCst);
-        self.wq.wake_all();
-        if !self.fired.load(Ordering::SeqCst) {
-            // No breakpoint can fire any more and no work was queued.
-            if kill {
-                self.task.kill();
-            }
-            let _ = self.state.compare_exchange(ARMED, if kill { DEAD } else { RESUMED }, Ordering::SeqCst, Ordering::SeqCst);
-            self.wq.wake_all();
+        if kill {
+            self.task.kill();
         }
+        let mut g = self.state.lock();
+        if g.release.is_none() {
+            g.release = Some(kill);
+        }
+        if !self.fired.load(Ordering::SeqCst) && g.phase == Phase::Armed {
+            // No breakpoint can fire any more and no work was queued: nothing will park.
+            g.phase = if kill { Phase::Dead } else { Phase::Resumed };
+        }
+        self.post();
+        drop(g);
+        self.cv.notify_all();
+    }
+
+    /// Sets the phase and wakes controllers (call with the state lock held).
+    fn enter(&self, s: &mut State, p: Phase) {
+        s.phase = p;
+        self.cv.notify_all();
     }
 
     /// The park loop, in the target's context.
     fn park(&self) {
-        if task::current_is_exiting() {
-            self.finish(DEAD);
+        let mut g = self.state.lock();
+        // A task that exec'd after ARM checked permission must not be parked: its new image may be one
+        // the controller could not have attached to (a setuid binary).
+        let gone = task::current_is_exiting() || self.task.exec_id() != self.exec_id;
+        if gone || g.release.is_some() {
+            let end = if gone || g.release == Some(true) { Phase::Dead } else { Phase::Resumed };
+            self.enter(&mut g, end);
             return;
         }
         // SAFETY: reading current's own user frame.
-        self.ip.store(unsafe { (*bindings::task_pt_regs(bp::current_task())).ip } as u64, Ordering::SeqCst);
-        self.set_state(FROZEN);
-        let end = loop {
-            if self.wq.wait_nonzero_killable(&self.cmd).is_err() {
-                break DEAD;
-            }
-            match self.cmd.swap(0, Ordering::SeqCst) {
-                CMD_CAPTURE => {
-                    let r = match crate::capture::capture_current() {
-                        Ok(id) => id as i64,
-                        Err(e) => e.to_errno() as i64,
-                    };
-                    self.capture_result.store(r, Ordering::SeqCst);
-                    self.capture_done.store(1, Ordering::SeqCst);
-                    self.wq.wake_all();
+        g.ip = unsafe { (*bindings::task_pt_regs(bp::current_task())).ip } as u64;
+        self.enter(&mut g, Phase::Parked);
+        loop {
+            if g.phase == Phase::Capturing {
+                let ticket = g.ticket;
+                drop(g);
+                let r = crate::capture::capture_current();
+                g = self.state.lock();
+                if g.abandoned {
+                    drop(g);
+                    if let Ok(id) = r {
+                        // Nobody will name it: give it back (a new snapshot has no children).
+                        let _ = crate::registry::get().release(id);
+                    }
+                    g = self.state.lock();
+                } else {
+                    g.result = Some((ticket, r));
                 }
-                CMD_RESUME => break RESUMED,
-                CMD_KILL => {
-                    self.task.kill();
-                    break DEAD;
-                }
-                _ => {}
+                self.enter(&mut g, Phase::Parked);
+                continue;
             }
-        };
-        self.finish(end);
-    }
-
-    fn finish(&self, end: i32) {
-        if self.capture_done.load(Ordering::SeqCst) == 0 && self.cmd.load(Ordering::SeqCst) == CMD_CAPTURE {
-            self.capture_result.store(ESRCH.to_errno() as i64, Ordering::SeqCst);
-            self.capture_done.store(1, Ordering::SeqCst);
+            if let Some(kill) = g.release {
+                // A kill was sent by `release` already: the task dies on its way out.
+                self.enter(&mut g, if kill { Phase::Dead } else { Phase::Resumed });
+                return;
+            }
+            // Nothing to do: clear the mail under the lock (a request after this raises it again) and
+            // sleep without the lock.
+            self.mail.store(0, Ordering::SeqCst);
+            drop(g);
+            let killed = self.wq.wait_nonzero_killable(&self.mail).is_err();
+            g = self.state.lock();
+            if killed {
+                if g.phase == Phase::Capturing {
+                    g.result = Some((g.ticket, Err(ESRCH)));
+                }
+                self.enter(&mut g, Phase::Dead);
+                return;
+            }
         }
-        self.set_state(end);
-    }
-}
-
-/// `Arc::as_ptr` is missing in 6.12's kernel crate: the data pointer of an Arc without touching counts.
-trait AsPtrCompat<T> {
-    fn as_ptr_compat(this: &Self) -> *const T;
-}
-impl<T> AsPtrCompat<T> for Arc<T> {
-    fn as_ptr_compat(this: &Self) -> *const T {
-        &**this as *const T
     }
 }
 
@@ -247,12 +364,10 @@ unsafe extern "C" fn on_hit(ev: *mut bindings::perf_event, _d: *mut bindings::pe
     let _ = f.queue_work(Notify::SignalNoIpi);
 }
 
-/// The task work: reclaims the references `queue_work` handed over and parks.
-unsafe extern "C" fn on_work(head: *mut bindings::callback_head) {
+/// The task work: reclaims the reference `queue_work` handed over and parks.
+unsafe extern "C" fn on_work(w: *mut bindings::seuss_module_work) {
     let off = core::mem::offset_of!(Freeze, work);
-    // SAFETY: `head` is the `work` field of a Freeze whose Arc reference was leaked by `queue_work`.
-    let f = unsafe { Arc::from_raw((head as *const u8).sub(off) as *const Freeze) };
+    // SAFETY: `w` is the `work` field of a Freeze whose Arc reference was leaked by `queue_work`.
+    let f = unsafe { Arc::from_raw((w as *const u8).sub(off) as *const Freeze) };
     f.park();
-    drop(f);
-    bp::module_put();
 }

@@ -3,11 +3,13 @@
 //! answer DIRTY), and the counters STATS reports.
 //!
 //! Locks: `snaps` and `instances` are independent leaf mutexes; neither is held while the other is
-//! taken, nor across an mm duplication, a swap or a sleep on a freeze.
+//! taken, nor across an mm duplication, a swap or a sleep on a freeze, and no snapshot or instance is
+//! dropped under them (a last reference may `mmput`). The snapshot tree's `children` counts change only
+//! under `snaps`, so a release (children == 0) and a capture on top of it cannot interleave.
 
 use core::pin::Pin;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use kernel::alloc::{flags::GFP_KERNEL, KBox, KVec};
+use kernel::alloc::{flags::GFP_KERNEL, flags::__GFP_NOWARN, KBox, KVec};
 use kernel::error::{code::*, Result};
 use kernel::init::InPlaceInit;
 use kernel::new_mutex;
@@ -68,10 +70,19 @@ impl Registry {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Lists a new snapshot.
-    pub(crate) fn insert(&self, s: Arc<Snapshot>) -> Result {
+    /// Lists a new snapshot. `ENOENT` if its parent is no longer listed (released since the instance it
+    /// was captured from was deployed): a listed snapshot's parent id always names a listed snapshot.
+    pub(crate) fn insert(&self, s: &Arc<Snapshot>) -> Result {
+        let mut v = self.snaps.lock();
+        if let Some(p) = &s.parent {
+            if !v.iter().any(|x| Arc::ptr_eq(x, p)) {
+                return Err(ENOENT);
+            }
+        }
+        v.reserve(1, GFP_KERNEL)?;
         s.link();
-        self.snaps.lock().push(s, GFP_KERNEL)?;
+        // Cannot fail: capacity reserved above.
+        v.push(s.clone(), GFP_KERNEL)?;
         Ok(())
     }
 
@@ -80,28 +91,36 @@ impl Registry {
         self.snaps.lock().iter().find(|s| s.id == id).cloned().ok_or(ENOENT)
     }
 
-    /// Unlists a snapshot; EBUSY while it has children. Its memory goes when the last user drops it.
-    pub(crate) fn release(&self, id: u64) -> Result {
+    /// Unlists a snapshot if `may(s)` allows it; EBUSY while it has children. Its memory goes when the
+    /// last user drops it.
+    pub(crate) fn release_if(&self, id: u64, may: impl FnOnce(&Snapshot) -> Result) -> Result {
         self.prune();
         let victim = {
             let mut v = self.snaps.lock();
             let i = v.iter().position(|s| s.id == id).ok_or(ENOENT)?;
+            may(&v[i])?;
             if v[i].children.load(Ordering::Relaxed) != 0 {
                 return Err(EBUSY);
             }
-            crate::sys::vec::swap_remove(&mut v, i)
+            let victim = crate::sys::vec::swap_remove(&mut v, i).ok_or(ENOENT)?;
+            victim.unlink();
+            victim
         };
-        victim.unlink();
         drop(victim); // outside the lock: may mmput
         Ok(())
     }
 
-    /// Ids of all snapshots in ascending order (ids are allocated increasingly and appended in order of
-    /// capture completion, so sort).
-    pub(crate) fn ids(&self) -> Result<KVec<u64>> {
+    /// Unlists a snapshot (see [`Registry::release_if`]).
+    pub(crate) fn release(&self, id: u64) -> Result {
+        self.release_if(id, |_| Ok(()))
+    }
+
+    /// Ids of the snapshots `visible` admits, in ascending order (ids are allocated increasingly and
+    /// appended in order of capture completion, so sort).
+    pub(crate) fn ids(&self, visible: impl Fn(&Snapshot) -> bool) -> Result<KVec<u64>> {
         let v = self.snaps.lock();
-        let mut ids = KVec::with_capacity(v.len(), GFP_KERNEL)?;
-        for s in v.iter() {
+        let mut ids = KVec::with_capacity(v.len(), GFP_KERNEL | __GFP_NOWARN)?;
+        for s in v.iter().filter(|s| visible(s)) {
             ids.push(s.id, GFP_KERNEL)?;
         }
         drop(v);
@@ -123,30 +142,48 @@ impl Registry {
         self.snaps.lock().len() as u64
     }
 
-    /// Drops instances whose process has exited, outside the lock.
+    /// Drops instances whose process has exited, outside the lock (dropping one may free the last
+    /// reference to a released snapshot, whose mm is then `mmput`).
     fn prune(&self) {
-        let mut dead = KVec::new();
-        {
-            let mut v = self.instances.lock();
-            let mut i = 0;
-            while i < v.len() {
-                if !v[i].mm.is_live() {
-                    let inst = crate::sys::vec::swap_remove(&mut v, i);
-                    if dead.push(inst, GFP_KERNEL).is_err() {
-                        // Could not defer: dropping here only mmdrops/puts an Arc, never sleeps long.
+        /// Instances unlisted per pass (dropped between passes, with the lock released).
+        const BATCH: usize = 16;
+        loop {
+            let mut dead: KVec<Instance> = KVec::new();
+            if dead.reserve(BATCH, GFP_KERNEL).is_err() {
+                return;
+            }
+            {
+                let mut v = self.instances.lock();
+                let mut i = 0;
+                while i < v.len() && dead.len() < BATCH {
+                    if v[i].mm.is_live() {
+                        i += 1;
+                        continue;
                     }
-                } else {
-                    i += 1;
+                    if let Some(inst) = crate::sys::vec::swap_remove(&mut v, i) {
+                        // Within the reserved capacity: does not allocate, cannot fail.
+                        let _ = dead.push(inst, GFP_KERNEL);
+                    }
                 }
             }
+            let full = dead.len() == BATCH;
+            drop(dead); // outside the lock
+            if !full {
+                return;
+            }
         }
-        drop(dead);
     }
 
-    /// Records a deployed instance.
-    pub(crate) fn add_instance(&self, inst: Instance) -> Result {
+    /// Records a deployed instance. On failure the instance is handed back (to be dropped by the caller,
+    /// outside the lock).
+    pub(crate) fn add_instance(&self, inst: Instance) -> core::result::Result<(), Instance> {
         self.prune();
-        self.instances.lock().push(inst, GFP_KERNEL)?;
+        let mut v = self.instances.lock();
+        if v.reserve(1, GFP_KERNEL).is_err() {
+            return Err(inst);
+        }
+        // Within the reserved capacity: cannot fail.
+        let _ = v.push(inst, GFP_KERNEL);
         Ok(())
     }
 
@@ -161,7 +198,7 @@ impl Registry {
         self.instances.lock().len() as u64
     }
 
-    /// Frees everything (module exit).
+    /// Frees everything (module exit; the vectors are taken out of their locks before anything drops).
     pub(crate) fn clear(&self) {
         let snaps = core::mem::take(&mut *self.snaps.lock());
         let insts = core::mem::take(&mut *self.instances.lock());

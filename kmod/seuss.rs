@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! seuss.ko: serverless execution using snapshots.
 //!
-//! Freezes a single-threaded 64-bit process at a hardware breakpoint, captures it into an immutable
+//! Freezes a single-threaded 64-bit process at a hardware breakpoint, a watchpoint or its next return to
+//! user mode, captures it into an immutable
 //! in-kernel snapshot (a task-less copy-on-write address space plus its user CPU state), and deploys
 //! copy-on-write children of any snapshot into stub processes. Snapshots captured from deployed children
 //! form a tree whose nodes record their page-level diff against their parent. The ABI is
@@ -38,6 +39,9 @@ struct Seuss {
 
 impl kernel::Module for Seuss {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        if !sys::task::layout_matches() {
+            return Err(EINVAL);
+        }
         let armed = armed::install()?;
         let reg = registry::Registry::install()?;
         let dev = sys::miscdev::MiscDevice::register(kernel::c_str!("seuss"), 0o600)?;

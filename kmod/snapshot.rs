@@ -22,7 +22,8 @@ pub(crate) struct Snapshot {
     /// The snapshot's own address space (no task uses it; deploys duplicate it).
     pub(crate) mm: MmRef,
     pub(crate) state: TaskState,
-    /// Real uid (initial namespace) of the captured task: who may deploy it without CAP_SYS_ADMIN.
+    /// The owner: real uid (initial namespace) of the captured task, who may see, release and deploy it
+    /// without CAP_SYS_ADMIN.
     pub(crate) uid: u32,
     pub(crate) pages_mapped: u64,
     /// Anonymous pages not shared with the parent snapshot (for a root: all anonymous pages).
@@ -39,6 +40,16 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// `Ok` if the caller owns the snapshot or has CAP_SYS_ADMIN, else `EPERM` (the ABI's "Ownership").
+    pub(crate) fn may_manage(&self) -> kernel::error::Result {
+        if self.visible_to_caller() { Ok(()) } else { Err(kernel::error::code::EPERM) }
+    }
+
+    /// Whether the caller owns the snapshot or has CAP_SYS_ADMIN.
+    pub(crate) fn visible_to_caller(&self) -> bool {
+        crate::sys::task::current_kuid() == self.uid || crate::sys::task::current_is_admin()
+    }
+
     /// Accounts the new snapshot in its parent (undone by [`Snapshot::unlink`] when it is released).
     pub(crate) fn link(self: &Arc<Self>) {
         if let Some(p) = &self.parent {

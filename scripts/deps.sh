@@ -18,9 +18,13 @@ if ((${#need_apt[@]})); then
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"
-if ! command -v bindgen >/dev/null || ! bindgen --version | grep -q '0\.73'; then
-    echo "deps: cargo install bindgen-cli 0.73"
-    cargo install --locked --quiet bindgen-cli@0.73.0 || cargo install --locked --quiet bindgen-cli
+# 0.72.1, not 0.73: 0.73 emits struct padding as an 8-byte-aligned wrapper (`__BindgenOpaqueArray8<[u8; 4]>`
+# takes 8 bytes at an 8-aligned offset), which put every task_struct field from `se` on 64 bytes late in
+# the kernel's Rust bindings (rust-bindgen issue 3406; docs/kernel-notes.md). seuss.ko refuses to load
+# on such bindings.
+if ! command -v bindgen >/dev/null || ! bindgen --version | grep -qx 'bindgen 0\.72\.1'; then
+    echo "deps: cargo install bindgen-cli 0.72.1"
+    cargo install --locked --quiet --force bindgen-cli@0.72.1
 fi
 
 # virtio-fs for VMs that boot systemd (see scripts/vm.sh); the Rust virtiofsd is on crates.io.

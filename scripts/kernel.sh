@@ -4,7 +4,8 @@
 #! seconds. Prints the wall time of a build that really happened.
 #!   scripts/kernel.sh          build if needed; prints the build dir (KDIR) on the last line
 #!   scripts/kernel.sh --check  exit 0 if the cached kernel is current, 1 otherwise
-#! SEUSS_FLAVOR=bench builds the benchmark kernel instead (no lock debugging; cached in $SEUSS_CACHE/build-bench).
+#! SEUSS_FLAVOR=bench builds the benchmark kernel instead (no lock debugging; cached in $SEUSS_CACHE/build-bench),
+#! SEUSS_FLAVOR=debug the debug kernel (KASAN, KFENCE, kmemleak, UBSAN, fault injection; $SEUSS_CACHE/build-debug).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 #! Builds kmod/seuss.ko against the cached patched kernel (scripts/kernel.sh builds it if needed).
 #! Prints the path of the module on the last line: target/seuss.ko, or target/seuss-bench.ko for
-#! SEUSS_FLAVOR=bench (a module only loads into the kernel it was built against).
+#! SEUSS_FLAVOR=bench, target/seuss-debug.ko for SEUSS_FLAVOR=debug (a module only loads into the kernel it
+#! was built against).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 kdir="$("$SEUSS_ROOT/scripts/kernel.sh" | tail -1)"

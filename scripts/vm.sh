@@ -5,7 +5,10 @@
 #! --systemd boots with systemd as PID 1 (QEMU started directly, root over virtio-fs with a tmpfs overlay);
 #! the command then runs as systemd's kernel-command-line.service and the guest powers off after it.
 #! Fails loudly (exit 1, offending lines printed) if the guest's kernel log shows an oops, WARNING:, BUG:,
-#! a lockdep report, KASAN/UBSAN, a panic or a hung task, even if the command itself succeeded.
+#! a lockdep report, a KASAN, KFENCE, UBSAN or kmemleak report, a panic, an RCU stall or a hung task, even if
+#! the command itself succeeded. On a kernel with kmemleak (the debug flavour) the run also ends with a
+#! kmemleak scan: suspects from before the command (boot) are cleared first, any found after it fail the run
+#! (report in $out/kmemleak).
 #! The guest sees the host's files at the same paths; $SEUSS_OUT is a host directory it may write.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -29,18 +32,71 @@ kimg="$KBUILD/arch/x86/boot/bzImage"
 # in a translated block: "Oops: int3" in finish_task_switch, a panic of the emulator's making, not the
 # kernel's (real CPUs serialise cross-modified code). SEUSS_VM_CPUS overrides.
 VCPUS="${SEUSS_VM_CPUS:-1}"
+# Kernel command line for every boot. no_timer_check: on a loaded host TCG can be too slow for the boot-time
+# IO-APIC timer probe, which then panics ("IO-APIC + timer doesn't work!") before anything ran.
+# A KASAN kernel (the debug flavour) gets no5lvl: under -cpu max (LA57) the kernel runs with 5-level paging,
+# and identify_cpu() clears boot_cpu_data's capabilities while it re-reads them, so for that moment
+# pgtable_l5_enabled() is false and KASAN takes every direct-map address for a wild one: an interrupt in
+# that window gave "BUG: KASAN: wild-memory-access in rcu_is_watching" at 0-5 s uptime (and lockdep off for
+# the run). 4-level paging there; the test kernel keeps 5-level, so seuss's page walks run under both.
+kargs_extra=(no_timer_check)
+! grep -qx 'CONFIG_KASAN=y' "$KBUILD/.config" || kargs_extra+=(no5lvl)
 if ((${#systemd[@]})); then
     rootfs=()                   # unused: the --systemd run starts QEMU itself (below)
 else
     rootfs=(--force-9p)         # the root filesystem every other run was validated with
 fi
 out="$(mktemp -d /tmp/seuss-vm.XXXXXX)"
+# Guest side of the kmemleak check, sourced by both guest.sh variants; a no-op on kernels without kmemleak.
+# kmemleak reports an object only if no pointer to it was found, it is at least 5 s old at the start of the
+# scan, and its contents did not change since the previous scan (a first scan sees every object as changed),
+# so each check is two scans with the age condition in between. Writes $out/kmemleak.on (kmemleak present),
+# $out/kmemleak-boot (suspects from before the command, cleared), $out/kmemleak (after the command; written
+# only once complete) or $out/kmemleak.err.
+cat > "$out/kmemleak.sh" <<'KMEMLEAK'
+KML=/sys/kernel/debug/kmemleak
+uptime_cs() { local u; read -r u _ < /proc/uptime; echo "${u/./}"; }   # centiseconds since boot
+kml_scan() { echo scan 2>/dev/null > "$KML"; }                         # fails if kmemleak turned itself off
+# Scans twice, the second time once every object allocated before uptime $1 (cs) is old enough to be reported.
+kml_scan_twice() {
+    local t="$1"
+    kml_scan || return 1
+    while (( $(uptime_cs) < t + 550 )); do sleep 0.2; done
+    kml_scan
+}
+secs() { printf '%d.%02d' $(($1 / 100)) $(($1 % 100)); }
+kmemleak_begin() {
+    mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+    [[ -e $KML ]] || return 0
+    : > "$SEUSS_OUT/kmemleak.on"
+    local t0; t0=$(uptime_cs)
+    # Suspects from boot are not this run's (and not seuss's): report them, keep the report, clear them.
+    if kml_scan_twice "$t0" && cat "$KML" > "$SEUSS_OUT/kmemleak-boot" && echo clear > "$KML"; then
+        echo "vm: kmemleak: $(grep -c '^unreferenced object' "$SEUSS_OUT/kmemleak-boot") boot-time suspects cleared at $(secs "$t0") s uptime (scans took $(secs $(($(uptime_cs) - t0))) s)" > "$SEUSS_OUT/kmemleak.log"
+    else
+        echo "the scan before the command failed (kmemleak disabled?)" >> "$SEUSS_OUT/kmemleak.err"
+    fi
+}
+kmemleak_end() {
+    [[ -e $SEUSS_OUT/kmemleak.on ]] || return 0
+    local t1; t1=$(uptime_cs)   # the command has ended: what it leaked was allocated before now
+    if kml_scan_twice "$t1" && cat "$KML" > "$SEUSS_OUT/kmemleak.tmp"; then
+        mv "$SEUSS_OUT/kmemleak.tmp" "$SEUSS_OUT/kmemleak"
+        echo "vm: kmemleak: final scans took $(secs $(($(uptime_cs) - t1))) s" >> "$SEUSS_OUT/kmemleak.log"
+    else
+        echo "the scan after the command failed (kmemleak disabled?)" >> "$SEUSS_OUT/kmemleak.err"
+    fi
+}
+KMEMLEAK
 cat > "$out/guest.sh" <<GUEST
 #!/bin/bash
 export SEUSS_OUT=$out PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:\$PATH
 cd "$PWD"
+source "$out/kmemleak.sh"
+kmemleak_begin
 ( $cmd ) > >(tee "$out/guest.log") 2>&1
 echo \$? > "$out/rc"
+kmemleak_end
 sync
 dmesg > "$out/dmesg"
 sync
@@ -86,8 +142,11 @@ INIT
 #!/bin/bash
 export SEUSS_OUT=$out PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 cd "$PWD"
+source "$out/kmemleak.sh"
+kmemleak_begin
 ( $cmd ) > "$out/guest.log" 2>&1 < /dev/null
 echo \$? > "$out/rc"
+kmemleak_end
 dmesg > "$out/dmesg"
 sync
 exit 0
@@ -104,7 +163,7 @@ GUEST
         audit=off luks=no systemd.zram=0 systemd.hostname=seuss-vm
         systemd.mask=serial-getty@ttyS0.service systemd.mask=getty@tty1.service
         "systemd.run=$out/guest.sh" systemd.run_success_action=poweroff systemd.run_failure_action=poweroff
-        "init=$out/init.sh")
+        "init=$out/init.sh" "${kargs_extra[@]}")
     timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -name seuss-vm-systemd -machine q35 -cpu max \
         -m 4G -smp "$VCPUS" -object memory-backend-memfd,id=mem,size=4G,share=on -numa node,memdev=mem \
         -chardev socket,id=vfsroot,path="$vfs/root.sock" -device vhost-user-fs-pci,chardev=vfsroot,tag=ROOTFS \
@@ -121,6 +180,7 @@ GUEST
     tr -d '\r' < "$out/console.txt" | grep -aE '^\[ *[0-9]+\.[0-9]+\] ' > "$out/console" || true
 else
     timeout --foreground -k 10 "$timeout_s" vng -v -r "$kimg" --disable-kvm -m 4G -p "$VCPUS" --rwdir="$out" --rodir="$SEUSS_ROOT" "${rootfs[@]}" \
+        --append "${kargs_extra[*]}" \
         --exec "bash $out/guest.sh" </dev/null > "$out/console" 2>&1
     vrc=$?
     # A timed-out vng can leave its QEMU behind; QEMU's command line names $out (the --rwdir share).
@@ -130,14 +190,47 @@ set -e
 cat "$out/guest.log" 2>/dev/null || true
 if [[ ! -f "$out/rc" ]]; then
     echo "vm: the guest command did not finish (VM exit $vrc); console:" >&2
-    tail -40 "$out/console" "$out/console.txt" >&2 2>/dev/null
+    tail -n 40 "$out/console" "$out/console.txt" 2>/dev/null >&2
     exit 1
 fi
 rc="$(cat "$out/rc")"
-bad='(WARNING:|BUG:|Oops|KASAN|UBSAN|general protection fault|Kernel panic|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|INFO: task .* blocked|rcu_sched self-detected stall|refcount_t: |kernel BUG|list_add corruption|list_del corruption)'
+# What counts as a kernel problem. WARNING: is every WARN*() and most lockdep reports ("WARNING: possible
+# circular locking dependency detected", "... inconsistent lock state", "... bad unlock balance"); BUG: is
+# BUG_ON, KFENCE ("BUG: KFENCE: use-after-free read in ..."), KASAN ("BUG: KASAN: slab-out-of-bounds in
+# ..."), soft lockups, sleeping in atomic context and bad page state. The rest: reports that use neither
+# (SLUB's "BUG kmalloc-64 (Not tainted): ...", hung tasks, RCU stalls, kmemleak in verbose mode or out of
+# memory for its own metadata), and lockdep switching itself off, after which nothing more is checked.
+bad='WARNING:|BUG:|BUG [^ ]+ \((Not t|T)ainted\)|Oops|KASAN|KFENCE|UBSAN|general protection fault|Kernel panic'
+bad+='|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage'
+bad+='|INFO: trying to register non-static key|turning off the locking correctness validator'
+bad+='|Disabling lock debugging due to kernel taint'
+bad+='|INFO: task .* blocked for more than|self-detected stall|detected stalls on CPU'
+bad+='|unreferenced object 0x|kmemleak: (Cannot allocate|Memory pool empty|Kernel memory leak detector disabled)'
+bad+='|refcount_t: |kernel BUG|list_add corruption|list_del corruption'
+problems=0
 if grep -Eq "$bad" "$out/dmesg" "$out/console" 2>/dev/null; then
     echo "vm: kernel problems in the guest log:" >&2
     grep -Eh -A20 "$bad" "$out/dmesg" "$out/console" | head -80 >&2
+    problems=1
+fi
+if [[ -e "$out/kmemleak.on" ]]; then
+    cat "$out/kmemleak.log" >&2 2>/dev/null
+    if [[ -s "$out/kmemleak.err" ]]; then
+        echo "vm: kmemleak: check failed: $(cat "$out/kmemleak.err")" >&2
+        problems=1
+    elif [[ ! -f "$out/kmemleak" ]]; then
+        echo "vm: kmemleak: the final scan did not finish" >&2
+        problems=1
+    elif [[ -s "$out/kmemleak" ]]; then
+        echo "vm: kmemleak: $(grep -c '^unreferenced object' "$out/kmemleak") suspected leaks during the run ($out/kmemleak):" >&2
+        head -200 "$out/kmemleak" >&2
+        problems=1
+    else
+        echo "vm: kmemleak: clean" >&2
+    fi
+fi
+if ((problems)); then
+    echo "vm: guest command exited $rc, but the kernel reported problems (above)" >&2
     exit 1
 fi
 echo "vm: guest command exited $rc; kernel log clean" >&2

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Hardware breakpoints on a user task (perf's `register_user_hw_breakpoint`), task work queued on a task,
-//! and module references that keep our callback code loaded while a callback may still run.
+//! Hardware breakpoints on a user task (perf's `register_user_hw_breakpoint`) and task works of module code
+//! queued on a task (kept loaded, through a kernel-side trampoline, until the work has run).
 
 use core::ptr::NonNull;
 use kernel::bindings;
@@ -81,64 +81,58 @@ pub(crate) unsafe fn handler_context(ev: *mut bindings::perf_event) -> *mut core
     unsafe { bindings::seuss_bp_context(ev) }
 }
 
-/// A `callback_head` to queue with `task_work_add`, embedded in a pinned object.
-pub(crate) struct TaskWork(Opaque<bindings::callback_head>);
+/// A task work of module code (`struct seuss_module_work`), embedded in a pinned object. It is queued
+/// through the kernel-side trampoline of patch 0004, which holds a module reference until the callback
+/// has returned and drops it from kernel text: module code never runs after its own `module_put`.
+pub(crate) struct ModuleWork(Opaque<bindings::seuss_module_work>);
 
-// SAFETY: the head is only touched by task_work_add and the callback.
-unsafe impl Send for TaskWork {}
+// SAFETY: the work is only touched by task_work_add, the trampoline and the callback.
+unsafe impl Send for ModuleWork {}
 // SAFETY: as above.
-unsafe impl Sync for TaskWork {}
+unsafe impl Sync for ModuleWork {}
 
 /// How to notify the task of queued work.
 pub(crate) enum Notify {
-    /// Run before signal delivery at the next return to user mode, no IPI (from the task itself).
+    /// Run at the next return to user mode, before signal delivery, no IPI (queued by the task itself).
     SignalNoIpi,
     /// Like a signal: interrupts an interruptible sleep so the work runs promptly.
     Signal,
 }
 
-impl TaskWork {
-    /// An unqueued head.
+/// A callback for [`ModuleWork::queue`]: gets the work's address.
+pub(crate) type WorkFn = unsafe extern "C" fn(*mut bindings::seuss_module_work);
+
+impl ModuleWork {
+    /// An unqueued work.
     pub(crate) const fn new() -> Self {
         Self(Opaque::uninit())
     }
 
-    /// Queues `func` on `task`. Callable with IRQs off.
+    /// Queues `func` on `task`. Callable with IRQs off. `Err(ESRCH)` if the task no longer runs works.
     ///
     /// # Safety
-    /// `self` must stay at its address and valid until `func` has run; it must not be queued twice.
-    pub(crate) unsafe fn queue(&self, task: *mut bindings::task_struct, func: unsafe extern "C" fn(*mut bindings::callback_head), how: Notify) -> Result {
-        let head = self.0.get();
-        // SAFETY: `head` is ours; the caller guarantees it is not queued.
+    /// `self` must stay at its address and valid until `func` has run (or this fails); it must not be
+    /// queued twice at once.
+    pub(crate) unsafe fn queue(&self, task: *mut bindings::task_struct, func: WorkFn, how: Notify) -> Result {
+        let w = self.0.get();
+        // SAFETY: `w` is ours and not queued (caller's guarantee); THIS_MODULE is live while we run.
         unsafe {
-            (*head).next = core::ptr::null_mut();
-            (*head).func = Some(func);
+            (*w).func = Some(func);
+            (*w).owner = crate::THIS_MODULE.as_ptr();
         }
         let mode = match how {
             Notify::SignalNoIpi => bindings::task_work_notify_mode_TWA_SIGNAL_NO_IPI,
             Notify::Signal => bindings::task_work_notify_mode_TWA_SIGNAL,
         };
-        // SAFETY: `task` is a valid task (caller holds a reference or it is current); head is valid.
-        let r = unsafe { bindings::task_work_add(task, head, mode) };
+        // SAFETY: `task` is a valid task (the caller holds a reference or it is current); `w` is valid
+        // and set up; the helper takes the module reference before queueing.
+        let r = unsafe { bindings::seuss_module_work_add(task, w, mode) };
         if r != 0 { Err(ESRCH) } else { Ok(()) }
     }
-
 }
 
 /// The calling task.
 pub(crate) fn current_task() -> *mut bindings::task_struct {
     // SAFETY: no preconditions.
     unsafe { bindings::get_current() }
-}
-
-/// Takes a reference on this module (callable with IRQs off); pair with [`module_put`].
-pub(crate) fn module_get() {
-    // SAFETY: THIS_MODULE is live while our code runs.
-    unsafe { bindings::__module_get(crate::THIS_MODULE.as_ptr()) };
-}
-
-/// Drops a reference taken by [`module_get`].
-pub(crate) fn module_put() {
-    // SAFETY: paired with module_get.
-    unsafe { bindings::module_put(crate::THIS_MODULE.as_ptr()) };
 }

@@ -26,6 +26,10 @@ unsafe impl Send for TaskState {}
 // SAFETY: as above; immutable after capture.
 unsafe impl Sync for TaskState {}
 
+/// The CPUID-detection flag (bit 21): user code sets and clears it with `popf`, so it is user state
+/// (ptrace's and sigreturn's masks leave it out; the kernel never relies on it).
+const X86_EFLAGS_ID: usize = 1 << 21;
+
 const ERESTARTSYS: u64 = (-512i64) as u64;
 const ERESTARTNOINTR: u64 = (-513i64) as u64;
 const ERESTARTNOHAND: u64 = (-514i64) as u64;
@@ -108,17 +112,19 @@ pub(crate) fn save_current() -> Result<TaskState> {
     Ok(TaskState { regs, fsbase, gsbase, fpu, xsave, extra })
 }
 
-/// Gives current the saved user state. Runs after the mm swap (which cleared fs/gs and the robust list).
-/// Returns the value the interrupted context had in `ax`, which the ioctl must return.
-pub(crate) fn restore_current(s: &TaskState) -> Result<i64> {
+/// Gives current the saved user state, every register of the frame included. Runs after the mm swap
+/// (which cleared fs/gs and the robust list). The syscall exit then overwrites `ax` with the ioctl's
+/// result: the deploy puts `s.regs.ax` back with a task work.
+pub(crate) fn restore_current(s: &TaskState) -> Result {
     let t = cur();
     // Registers, sanitised like ptrace's putreg: user selectors, only user-changeable flags (minus TF/RF),
     // and orig_ax = -1 so no syscall-restart logic touches the restored context.
     // SAFETY: current's pt_regs frame is valid and ours to change before returning to user mode.
     unsafe {
         let regs = &mut *bindings::task_pt_regs(t);
-        let keep = regs.flags & !bindings::SEUSS_FLAG_MASK_USER;
-        let user = s.regs.flags & bindings::SEUSS_FLAG_MASK_USER & !(bindings::SEUSS_X86_EFLAGS_TF | bindings::SEUSS_X86_EFLAGS_RF);
+        let mask = bindings::SEUSS_FLAG_MASK_USER | X86_EFLAGS_ID;
+        let keep = regs.flags & !mask;
+        let user = s.regs.flags & mask & !(bindings::SEUSS_X86_EFLAGS_TF | bindings::SEUSS_X86_EFLAGS_RF);
         *regs = s.regs;
         regs.flags = keep | user | bindings::SEUSS_X86_EFLAGS_IF;
         regs.__bindgen_anon_1.csx = bindings::SEUSS_USER_CS as u64;
@@ -144,5 +150,5 @@ pub(crate) fn restore_current(s: &TaskState) -> Result<i64> {
     // SAFETY: the buffer came from seuss_task_extra_save; the stub's sighand is unshared (checked before
     // the swap), as the helper requires.
     unsafe { bindings::seuss_task_extra_restore(s.extra.as_ptr() as *const _) };
-    Ok(s.regs.ax as i64)
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //! pages, faulting in ahead of time a list of pages, and sharing unchanged copies back.
 
 use core::ptr::NonNull;
-use kernel::alloc::{flags::GFP_ATOMIC, flags::GFP_KERNEL, KVec};
+use kernel::alloc::{flags::GFP_ATOMIC, flags::GFP_KERNEL, flags::__GFP_NOWARN, KVec};
 use kernel::bindings;
 use kernel::error::{code::*, Result};
 
@@ -46,6 +46,26 @@ impl MmRef {
             return Err(kernel::error::Error::from_errno(r));
         }
         Ok(grab)
+    }
+
+    /// Whether `[addr, addr + len)` lies in one writable mapping of this mm.
+    pub(crate) fn is_writable(&self, addr: u64, len: u64) -> bool {
+        let Some(end) = addr.checked_add(len) else { return false };
+        let mm = self.0.as_ptr();
+        // SAFETY: we hold a user reference on `mm`; find_vma wants its mmap lock, held for the reads of
+        // the VMA it returns.
+        unsafe {
+            bindings::mmap_read_lock(mm);
+            let vma = bindings::find_vma(mm, addr as _);
+            let ok = !vma.is_null() && {
+                let r = (*vma).__bindgen_anon_1.__bindgen_anon_1;
+                r.vm_start as u64 <= addr
+                    && end <= r.vm_end as u64
+                    && (*vma).__bindgen_anon_2.vm_flags & bindings::SEUSS_VM_WRITE != 0
+            };
+            bindings::mmap_read_unlock(mm);
+            ok
+        }
     }
 
     /// Page counts of this mm.
@@ -176,7 +196,8 @@ struct Collect<'a> {
 
 /// Collects the addresses `Collect` describes from `mm`, at most `cap`.
 fn collect(mm: *mut bindings::mm_struct, cap: usize, reads: bool) -> Result<KVec<u64>> {
-    let mut v = KVec::with_capacity(cap, GFP_KERNEL)?;
+    // Up to 128 KiB: may fail under memory pressure, which callers handle, without a warning splat.
+    let mut v = KVec::with_capacity(cap, GFP_KERNEL | __GFP_NOWARN)?;
     let mut c = Collect { v: &mut v, counts: PageCounts::default(), reads, in_read_vma: false, last_window: u64::MAX };
     walk(mm, &COLLECT_OPS.0, &mut c as *mut _ as *mut core::ffi::c_void)?;
     Ok(v)
@@ -229,24 +250,43 @@ unsafe extern "C" fn walk_test(_start: kernel::ffi::c_ulong, _end: kernel::ffi::
     0
 }
 
-unsafe extern "C" fn walk_pte(pte: *mut bindings::pte_t, _addr: kernel::ffi::c_ulong, _next: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
-    // SAFETY: called with the PTE lock held and a valid pte; `private` is our PageCounts.
-    unsafe {
-        let counts = &mut *((*walk).private as *mut PageCounts);
-        match bindings::seuss_pte_kind(pte) {
-            0 => {}
-            1 => counts.mapped += 1,
-            2 | 4 => {
-                counts.mapped += 1;
-                counts.anon += 1;
-            }
-            _ => {
-                counts.mapped += 1;
-                counts.anon += 1;
-                counts.exclusive += 1;
-            }
+/// Pages a PMD-mapped huge page spans.
+const PMD_PAGES: u64 = bindings::SEUSS_PMD_PAGES as u64;
+
+/// Adds `n` pages of the kind `seuss_pte_kind` / `seuss_pmd_kind` reported to `counts`.
+fn count_kind(counts: &mut PageCounts, kind: i32, n: u64) {
+    match kind {
+        0 => {}
+        1 => counts.mapped += n,
+        2 | 4 => {
+            counts.mapped += n;
+            counts.anon += n;
+        }
+        _ => {
+            counts.mapped += n;
+            counts.anon += n;
+            counts.exclusive += n;
         }
     }
+}
+
+/// A walk's `pmd_entry`: counts a PMD-mapped transparent huge page whole, so the walk never splits it
+/// (without a `pmd_entry`, a walk with a `pte_entry` splits every huge PMD it meets).
+unsafe extern "C" fn walk_pmd(pmd: *mut bindings::pmd_t, _addr: kernel::ffi::c_ulong, _next: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
+    // SAFETY: walk_page_range passes a valid pmd and walk (mmap lock held); `private` is our
+    // PageCounts (or a Collect, whose first field it is).
+    unsafe {
+        let kind = bindings::seuss_pmd_kind(pmd, walk);
+        if kind >= 0 {
+            count_kind(&mut *((*walk).private as *mut PageCounts), kind, PMD_PAGES);
+        }
+    }
+    0
+}
+
+unsafe extern "C" fn walk_pte(pte: *mut bindings::pte_t, _addr: kernel::ffi::c_ulong, _next: kernel::ffi::c_ulong, walk: *mut bindings::mm_walk) -> kernel::ffi::c_int {
+    // SAFETY: called with the PTE lock held and a valid pte; `private` is our PageCounts.
+    unsafe { count_kind(&mut *((*walk).private as *mut PageCounts), bindings::seuss_pte_kind(pte), 1) };
     0
 }
 
@@ -258,7 +298,7 @@ static COUNT_OPS: WalkOps = WalkOps(bindings::mm_walk_ops {
     pgd_entry: None,
     p4d_entry: None,
     pud_entry: None,
-    pmd_entry: None,
+    pmd_entry: Some(walk_pmd),
     pte_entry: Some(walk_pte),
     pte_hole: None,
     hugetlb_entry: None,
@@ -272,7 +312,9 @@ static COLLECT_OPS: WalkOps = WalkOps(bindings::mm_walk_ops {
     pgd_entry: None,
     p4d_entry: None,
     pud_entry: None,
-    pmd_entry: None,
+    // Huge pages are counted whole and not listed (their copy-on-write is one fault; sharing them back
+    // page by page would split them).
+    pmd_entry: Some(walk_pmd),
     pte_entry: Some(collect_pte),
     pte_hole: None,
     hugetlb_entry: None,

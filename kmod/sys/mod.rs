@@ -10,14 +10,20 @@
 //! mm locks: the mmap locks of two address spaces are never held together (`mm::share_unchanged_with`
 //! has the kernel take the parent snapshot's for a batch of lookups, drop it, then take the caller's);
 //! under an mmap lock the kernel's own order applies (folio lock, trylocked, then the PTE lock).
-//! Struct layouts: bindgen's `task_struct` does not match C on this configuration (every field after
-//! `flags` is 64 bytes off, found by comparing `offsetof` in C with `offset_of!` in Rust), so task fields
-//! are only reached through the C helpers of the kernel patch (`seuss_task_mm`, `seuss_task_extra_*`, ...).
-//! The structs used directly (`pt_regs`, `perf_event_attr`, `mm_walk`, `vm_area_struct`, `file`,
-//! `miscdevice`, `file_operations`, `kernel_param`, `callback_head`) were checked or are uapi-stable.
+//! Struct layouts: the module reads `task_struct` fields only through the C helpers of the kernel patch
+//! (`seuss_task_mm`, `seuss_task_extra_*`, ...), except `flags`; at load it compares bindgen's offsets of
+//! `flags`, `mm`, `pid`, `signal` and the size with C's (`task::layout_matches`, helper
+//! `seuss_task_offset`) and refuses to load if `flags` or `pid` (which the `kernel` crate's `Task::pid`
+//! reads) differ. The other structs used directly (`pt_regs`, `perf_event_attr`, `mm_walk`,
+//! `vm_area_struct`, `file`, `miscdevice`, `file_operations`, `kernel_param`, `seuss_module_work`) are
+//! uapi-stable or were checked.
 //!
-//! The engine's own mutexes (registry snapshots, registry instances, a session's freezes) are leaves:
-//! none is held while another is taken, while sleeping on a freeze, or across `dup_mm`/mm swaps.
+//! The engine's own mutexes (registry snapshots, registry instances, a session's freezes, the armed set,
+//! a freeze's breakpoint slot) are leaves: none is held while another is taken, while sleeping on a
+//! freeze, or across `dup_mm`/mm swaps. One kernel lock nests inside one of them: ARM takes the caller's
+//! fd table `file_lock` (in `iterate_fd`, [`miscdev::OpenFile::installed_in_current`]) under its session's
+//! freezes mutex; the kernel never calls the module with `file_lock` held. A freeze's state spinlock is taken with none of them held; under
+//! it only wake-ups happen (its condvar's and its park queue's internal locks nest inside it).
 
 pub(crate) mod bp;
 pub(crate) mod cpu;

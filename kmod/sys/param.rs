@@ -5,21 +5,24 @@
 
 use kernel::bindings;
 
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+// Each value is an `AtomicU64` (the layout of C's `unsigned long` on x86_64) that param_ops_ulong stores
+// to through sysfs with a plain aligned word store; Rust reads it atomically: no `static mut`.
+
 /// Cap on pages held by all snapshots; 0 = no cap. Default: 1 Mi pages (4 GiB).
-static mut MAX_PAGES: core::ffi::c_ulong = 1 << 20;
+static MAX_PAGES: AtomicU64 = AtomicU64::new(1 << 20);
 
 /// The current value of `max_pages` (it can change at runtime through sysfs).
 pub(crate) fn max_pages() -> u64 {
-    // SAFETY: a plain integer written only by the param_ops_ulong setter; a torn read is impossible on
-    // x86_64 for an aligned u64, and a racy read is acceptable for a cap.
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(MAX_PAGES)) as u64 }
+    MAX_PAGES.load(Relaxed)
 }
 
 /// What deploys fault in ahead of time, from what a snapshot's first measured instance touched: bit
 /// [`PREFAULT_WRITES`], the pages it wrote (copy-on-write broken up front); bit [`PREFAULT_READS`], the
 /// file pages it read where a deploy copies no page tables (program text). 0 leaves everything to page
 /// faults (and records nothing).
-static mut PREFAULT: core::ffi::c_ulong = 3;
+static PREFAULT: AtomicU64 = AtomicU64::new(3);
 
 /// The `prefault` bit for the pages an instance wrote.
 pub(crate) const PREFAULT_WRITES: u64 = 1;
@@ -28,18 +31,16 @@ pub(crate) const PREFAULT_READS: u64 = 2;
 
 /// The current value of `prefault`.
 pub(crate) fn prefault() -> u64 {
-    // SAFETY: as for `max_pages`.
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(PREFAULT)) as u64 }
+    PREFAULT.load(Relaxed)
 }
 
 /// Whether a capture gives the instance's unchanged private pages back to the parent snapshot (1, the
 /// default) or stores every page the instance copied (0).
-static mut SHARE_UNCHANGED: core::ffi::c_ulong = 1;
+static SHARE_UNCHANGED: AtomicU64 = AtomicU64::new(1);
 
 /// The current value of `share_unchanged`.
 pub(crate) fn share_unchanged() -> bool {
-    // SAFETY: as for `max_pages`.
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(SHARE_UNCHANGED)) != 0 }
+    SHARE_UNCHANGED.load(Relaxed) != 0
 }
 
 #[repr(transparent)]
@@ -69,7 +70,7 @@ macro_rules! ulong_param {
             flags: 0,
             __bindgen_anon_1: bindings::kernel_param__bindgen_ty_1 {
                 // The address of our static value, which lives as long as the module.
-                arg: core::ptr::addr_of_mut!($value) as *mut core::ffi::c_void,
+                arg: $value.as_ptr() as *mut core::ffi::c_void,
             },
         });
     };

@@ -1,21 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Counted references to tasks, looked up by pid or pidfd, and the checks the engine makes on them.
+//! Counted references to tasks (the `kernel` crate's `ARef<Task>`), looked up by pid or pidfd, and the
+//! checks the engine makes on them and on the calling task.
 
 use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::error::{code::*, Error, Result};
+use kernel::task::Task;
+use kernel::types::ARef;
 
-/// A counted reference to a `task_struct` (`get_task_struct`/`put_task_struct`).
-///
-/// # Invariants
-/// `self.0` points to a task whose reference count this value owns one of.
-pub(crate) struct TaskRef(NonNull<bindings::task_struct>);
-
-// SAFETY: a task reference can be dropped and used from any thread; the fields read are read racily on
-// purpose and only as hints (flags) or under the kernel's own locking (the called functions).
-unsafe impl Send for TaskRef {}
-// SAFETY: see `Send`; `&TaskRef` only allows the same operations.
-unsafe impl Sync for TaskRef {}
+/// A counted reference to a task.
+#[derive(Clone)]
+pub(crate) struct TaskRef(ARef<Task>);
 
 impl TaskRef {
     /// The task with thread id `pid` in the caller's pid namespace.
@@ -35,10 +30,7 @@ impl TaskRef {
         }
         let mut flags: u32 = 0;
         // SAFETY: pidfd_get_pid returns a referenced pid or an ERR_PTR; `flags` is a valid out pointer.
-        let p = unsafe { bindings::pidfd_get_pid(fd as u32, &mut flags) };
-        if (p as isize) < 0 && (p as isize) >= -4095 {
-            return Err(Error::from_errno(p as isize as i32));
-        }
+        let p = kernel::error::from_err_ptr(unsafe { bindings::pidfd_get_pid(fd as u32, &mut flags) })?;
         Self::from_struct_pid(p)
     }
 
@@ -48,24 +40,25 @@ impl TaskRef {
         }
         // SAFETY: `p` is a referenced pid; get_pid_task returns a referenced task or NULL.
         let t = unsafe { bindings::get_pid_task(p, bindings::pid_type_PIDTYPE_PID) };
-        // SAFETY: we own the reference on `p` taken above.
+        // SAFETY: we own the reference on `p` taken by our caller's lookup.
         unsafe { bindings::put_pid(p) };
-        NonNull::new(t).map(TaskRef).ok_or(ESRCH)
+        let t = NonNull::new(t.cast::<Task>()).ok_or(ESRCH)?;
+        // SAFETY: get_pid_task took the reference that the ARef now owns; `Task` is a transparent
+        // wrapper of `task_struct`.
+        Ok(TaskRef(unsafe { ARef::from_raw(t) }))
     }
 
     /// A reference to the calling task.
     pub(crate) fn current() -> Self {
-        // SAFETY: current is always a valid task; get_task_struct takes a reference.
-        unsafe {
-            let t = bindings::get_current();
-            bindings::get_task_struct(t);
-            TaskRef(NonNull::new_unchecked(t))
-        }
+        // SAFETY: current is valid while we run; `into()` takes a reference, so the result may outlive
+        // this call.
+        let t: ARef<Task> = unsafe { &*bindings::get_current().cast::<Task>() }.into();
+        TaskRef(t)
     }
 
     /// The raw pointer, for the other `sys` wrappers.
     pub(crate) fn as_ptr(&self) -> *mut bindings::task_struct {
-        self.0.as_ptr()
+        (&*self.0 as *const Task).cast_mut().cast()
     }
 
     /// Whether this is the calling task.
@@ -76,8 +69,8 @@ impl TaskRef {
 
     /// Kernel threads and exiting tasks cannot be frozen or captured.
     pub(crate) fn is_kthread_or_exiting(&self) -> bool {
-        // SAFETY: `flags` of a referenced task is always readable; a racy read is a hint only. (`flags` is
-        // the one task_struct field whose bindgen offset matches C; see sys/mod.rs.)
+        // SAFETY: `flags` of a referenced task is always readable; a racy read is a hint only (the
+        // module checks at load that bindgen's offset of `flags` is C's, see `layout_matches`).
         let f = unsafe { core::ptr::read_volatile(&(*self.as_ptr()).flags) };
         f & (bindings::PF_KTHREAD | bindings::PF_EXITING) != 0
     }
@@ -88,10 +81,20 @@ impl TaskRef {
         unsafe { bindings::thread_group_empty(self.as_ptr()) }
     }
 
-    /// Whether the task's user context is 64-bit (not ia32, not x32 in compat mode).
-    pub(crate) fn is_64bit(&self) -> bool {
-        // SAFETY: task_pt_regs of a referenced user task points into its stack, which lives as long as it.
-        unsafe { bindings::user_64bit_mode(bindings::task_pt_regs(self.as_ptr())) }
+    /// Whether the task is in 64-bit user mode (a hint for a task that runs: it can switch segments; the
+    /// capture, in the task's own context, checks again). `Err(ESRCH)` when its stack is already gone.
+    pub(crate) fn is_64bit(&self) -> Result<bool> {
+        // SAFETY: referenced task; the helper pins its stack before reading the user frame on it.
+        match unsafe { bindings::seuss_task_user_64bit(self.as_ptr()) } {
+            r if r < 0 => Err(Error::from_errno(r)),
+            r => Ok(r != 0),
+        }
+    }
+
+    /// The task's exec generation (`self_exec_id`): it changes whenever the task execs.
+    pub(crate) fn exec_id(&self) -> u64 {
+        // SAFETY: referenced task; the helper reads one word.
+        unsafe { bindings::seuss_task_self_exec_id(self.as_ptr()) }
     }
 
     /// The task's real uid in the initial user namespace.
@@ -101,19 +104,18 @@ impl TaskRef {
     }
 
     /// Runs `f` if the caller may ptrace-attach to the task, holding the task's `exec_update_lock` for
-    /// reading so that the task cannot exec into a more privileged image in between (the pattern of
-    /// `mm_access()` and `perf_event_open`).
-    pub(crate) fn with_attach_access<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    /// reading so that the task cannot exec into another image in between (the pattern of `mm_access()`
+    /// and `perf_event_open`). `f` gets the task's exec generation under the lock.
+    pub(crate) fn with_attach_access<R>(&self, f: impl FnOnce(u64) -> Result<R>) -> Result<R> {
         // SAFETY: the task (and so its signal_struct) is referenced; killable wait on its rwsem.
-        let r = unsafe { bindings::seuss_exec_update_lock_read(self.as_ptr()) };
-        if r != 0 {
-            return Err(EINTR);
+        if unsafe { bindings::seuss_exec_update_lock_read(self.as_ptr()) } != 0 {
+            return Err(ERESTARTSYS);
         }
         // SAFETY: referenced task; ptrace_may_access takes task_lock itself.
         let ok = unsafe {
             bindings::ptrace_may_access(self.as_ptr(), bindings::SEUSS_PTRACE_MODE_ATTACH_REALCREDS)
         };
-        let res = if ok { f() } else { Err(EPERM) };
+        let res = if ok { f(self.exec_id()) } else { Err(EPERM) };
         // SAFETY: we took the read lock above.
         unsafe { bindings::seuss_exec_update_unlock_read(self.as_ptr()) };
         res
@@ -132,26 +134,59 @@ impl TaskRef {
     }
 }
 
-impl Clone for TaskRef {
-    fn clone(&self) -> Self {
-        // SAFETY: we hold a reference, so the task is valid; take another.
-        unsafe { bindings::get_task_struct(self.as_ptr()) };
-        TaskRef(self.0)
+/// Whether bindgen's `task_struct` layout is C's for the fields the kernel crate and this module read
+/// through it (`flags` here, `pid` in `Task::pid`); checked once at module load, which fails otherwise.
+/// Every other field mismatch is reported too (the module reaches those through C helpers).
+pub(crate) fn layout_matches() -> bool {
+    let rust = [
+        core::mem::offset_of!(bindings::task_struct, flags),
+        core::mem::offset_of!(bindings::task_struct, mm),
+        core::mem::offset_of!(bindings::task_struct, pid),
+        core::mem::offset_of!(bindings::task_struct, signal),
+        core::mem::size_of::<bindings::task_struct>(),
+    ];
+    let mut ok = true;
+    for (i, r) in rust.iter().enumerate() {
+        // SAFETY: no preconditions.
+        let c = unsafe { bindings::seuss_task_offset(i as i32) };
+        if c != *r {
+            kernel::pr_err!("task_struct layout: field {} is at {} in C but {} in bindgen's\n", i, c, r);
+            // flags (0) and pid (2) are read through bindgen's layout.
+            ok &= i != 0 && i != 2;
+        }
     }
+    ok
 }
 
-impl Drop for TaskRef {
-    fn drop(&mut self) {
-        // SAFETY: by the type invariant we own one reference.
-        unsafe { bindings::put_task_struct(self.as_ptr()) };
-    }
-}
-
-/// Whether the calling process may take part in a deploy: single-threaded, 64-bit syscall, one user of
-/// its mm, no io_uring, unshared signal handlers.
-pub(crate) fn current_can_be_replaced() -> Result {
+/// Whether the calling task can be captured: single-threaded, 64-bit syscall, one user of its mm, no
+/// io_uring, unshared signal handlers.
+pub(crate) fn current_can_be_captured() -> Result {
     // SAFETY: the helper only inspects current.
     if unsafe { bindings::seuss_current_replaceable() } { Ok(()) } else { Err(crate::sys::eopnotsupp()) }
+}
+
+/// Whether the calling process may take part in a deploy: what [`current_can_be_captured`] asks, and an
+/// unshared fd table (a deploy closes the device's descriptors in it).
+pub(crate) fn current_can_be_replaced() -> Result {
+    // SAFETY: the helpers only inspect current.
+    if unsafe { bindings::seuss_current_replaceable() && !bindings::seuss_current_files_shared() } {
+        Ok(())
+    } else {
+        Err(crate::sys::eopnotsupp())
+    }
+}
+
+/// The caller's fd table, as an identity only (what a file's `flush` receives as its owner when the
+/// caller closes a descriptor).
+pub(crate) fn current_files_id() -> usize {
+    // SAFETY: the helper returns current->files without dereferencing it.
+    unsafe { bindings::seuss_current_files() as usize }
+}
+
+/// Whether the caller is being ptraced.
+pub(crate) fn current_is_traced() -> bool {
+    // SAFETY: the helper reads current's ptrace word.
+    unsafe { bindings::seuss_current_ptraced() }
 }
 
 /// The caller's uid in the initial user namespace.
@@ -180,7 +215,7 @@ pub(crate) fn current_fatal_signal_pending() -> bool {
 
 /// Whether the caller is exiting (task work run from `do_exit`).
 pub(crate) fn current_is_exiting() -> bool {
-    // SAFETY: current's flags are ours to read (offset verified, see sys/mod.rs).
+    // SAFETY: current's flags are ours to read (offset checked at load, see `layout_matches`).
     unsafe { (*bindings::get_current()).flags & bindings::PF_EXITING != 0 }
 }
 

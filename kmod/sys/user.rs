@@ -1,104 +1,109 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Copying ioctl argument structs and small values between user and kernel memory.
+//! Copying ioctl argument structs and small values between user and kernel memory, with the `kernel`
+//! crate's `UserSlice` readers and writers.
 //!
 //! Every ABI struct starts with `u32 size; u32 flags;`. [`read_arg`] accepts any `size` from the struct's
 //! first version up; a larger struct from newer userspace is accepted only if the bytes we don't know are
-//! zero (like `copy_struct_from_user`). [`write_arg`] writes back at most `size` bytes.
+//! zero (like `copy_struct_from_user`). [`write_arg`] writes back our struct's size (the caller's tail
+//! stays untouched).
 
 use kernel::bindings;
 use kernel::error::{code::*, Result};
+use kernel::types::{AsBytes, FromBytes};
 use kernel::uaccess::UserSlice;
 
-/// Marker for the uapi structs: plain `#[repr(C)]` integers, every bit pattern valid, no padding.
+/// Marker for the uapi structs.
 ///
 /// # Safety
-/// Implementors must be exactly that.
-pub(crate) unsafe trait Pod: Copy + 'static {}
+/// Implementors must be plain `#[repr(C)]` structs of fixed-size integers without padding, so that every
+/// bit pattern is a valid value and every byte is initialised.
+pub(crate) unsafe trait Abi: Copy + 'static {}
 
 // SAFETY: generated from uapi/include/linux/seuss.h: fixed-size integer fields only, explicitly padded.
-unsafe impl Pod for bindings::seuss_version {}
+unsafe impl Abi for bindings::seuss_version {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_arm {}
+unsafe impl Abi for bindings::seuss_arm {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_wait {}
+unsafe impl Abi for bindings::seuss_wait {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_capture {}
+unsafe impl Abi for bindings::seuss_capture {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_release_task {}
+unsafe impl Abi for bindings::seuss_release_task {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_deploy {}
+unsafe impl Abi for bindings::seuss_deploy {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_snap_info {}
+unsafe impl Abi for bindings::seuss_snap_info {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_snap_list {}
+unsafe impl Abi for bindings::seuss_snap_list {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_snap_release {}
+unsafe impl Abi for bindings::seuss_snap_release {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_dirty {}
+unsafe impl Abi for bindings::seuss_dirty {}
 // SAFETY: as above.
-unsafe impl Pod for bindings::seuss_stats {}
+unsafe impl Abi for bindings::seuss_stats {}
 
-fn as_bytes_mut<T: Pod>(v: &mut T) -> &mut [u8] {
-    // SAFETY: T is Pod: any byte pattern is a valid T and it has no padding.
-    unsafe { core::slice::from_raw_parts_mut(v as *mut T as *mut u8, core::mem::size_of::<T>()) }
-}
+/// A uapi struct as the `kernel` crate's user-copy traits see it (the orphan rule forbids implementing
+/// them on the bindings' types directly).
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct Arg<T: Abi>(T);
 
-fn as_bytes<T: Pod>(v: &T) -> &[u8] {
-    // SAFETY: T is Pod (no padding, so every byte is initialised).
-    unsafe { core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>()) }
-}
+// SAFETY: `T: Abi`: every bit pattern is a valid `T`, and `Arg` is transparent.
+unsafe impl<T: Abi> FromBytes for Arg<T> {}
+// SAFETY: `T: Abi`: no padding, every byte initialised, and `Arg` is transparent.
+unsafe impl<T: Abi> AsBytes for Arg<T> {}
 
-/// Reads an argument struct of type `T` from user address `uptr`. Returns it and the caller's `size`.
-pub(crate) fn read_arg<T: Pod>(uptr: usize) -> Result<(T, usize)> {
-    let mut size_bytes = [0u8; 4];
-    UserSlice::new(uptr, 4).reader().read_slice(&mut size_bytes)?;
-    let usize_ = u32::from_ne_bytes(size_bytes) as usize;
+/// Largest argument struct accepted from newer userspace.
+const MAX_ARG: usize = 4096;
+
+/// Reads an argument struct of type `T` from user address `uptr`.
+pub(crate) fn read_arg<T: Abi>(uptr: usize) -> Result<T> {
+    let usize_ = UserSlice::new(uptr, 4).reader().read::<u32>()? as usize;
     let ksize = core::mem::size_of::<T>();
     if usize_ < ksize {
         // Every struct is at its first version: anything smaller is malformed.
         return Err(EINVAL);
     }
-    if usize_ > 4096 {
+    if usize_ > MAX_ARG {
         return Err(E2BIG);
     }
-    // SAFETY: T is Pod, so all-zero is a valid value.
-    let mut v: T = unsafe { core::mem::zeroed() };
     let mut r = UserSlice::new(uptr, usize_).reader();
-    r.read_slice(as_bytes_mut(&mut v))?;
+    let v = r.read::<Arg<T>>()?.0;
     // Unknown trailing bytes must be zero.
     let mut rest = [0u8; 64];
-    let mut left = usize_ - ksize;
-    while left > 0 {
-        let n = left.min(rest.len());
+    while !r.is_empty() {
+        let n = r.len().min(rest.len());
         r.read_slice(&mut rest[..n])?;
         if rest[..n].iter().any(|b| *b != 0) {
             return Err(E2BIG);
         }
-        left -= n;
     }
-    Ok((v, usize_))
+    Ok(v)
 }
 
-/// Writes `v` back to user address `uptr` (our struct size; the caller's tail stays untouched).
-pub(crate) fn write_arg<T: Pod>(uptr: usize, v: &T) -> Result {
-    UserSlice::new(uptr, core::mem::size_of::<T>()).writer().write_slice(as_bytes(v))
+/// Writes `v` back to user address `uptr`.
+pub(crate) fn write_arg<T: Abi>(uptr: usize, v: &T) -> Result {
+    UserSlice::new(uptr, core::mem::size_of::<T>()).writer().write(&Arg(*v))
 }
 
 /// Writes a `u64` array to user memory.
 pub(crate) fn write_u64s(uptr: usize, vals: &[u64]) -> Result {
-    // SAFETY: u64 has no padding; viewing the slice as bytes is sound.
-    let bytes = unsafe { core::slice::from_raw_parts(vals.as_ptr() as *const u8, vals.len() * 8) };
-    UserSlice::new(uptr, bytes.len()).writer().write_slice(bytes)
+    let len = vals.len().checked_mul(8).ok_or(EFAULT)?;
+    let mut w = UserSlice::new(uptr, len).writer();
+    for v in vals {
+        w.write(v)?;
+    }
+    Ok(())
 }
 
 /// Writes a `u32` to user memory (of the current mm).
 pub(crate) fn put_u32(uptr: usize, v: u32) -> Result {
-    UserSlice::new(uptr, 4).writer().write_slice(&v.to_ne_bytes())
+    UserSlice::new(uptr, 4).writer().write(&v)
 }
 
 /// Writes a `u64` to user memory (of the current mm).
 pub(crate) fn put_u64(uptr: usize, v: u64) -> Result {
-    UserSlice::new(uptr, 8).writer().write_slice(&v.to_ne_bytes())
+    UserSlice::new(uptr, 8).writer().write(&v)
 }
 
 /// Fails with EINVAL unless `x` is zero (for flags and reserved fields).

@@ -3,12 +3,13 @@
 
 use kernel::alloc::KVec;
 
-/// Removes and returns element `i`, moving the last element into its place (order not kept).
-///
-/// Panics if `i` is out of bounds (callers pass an index they just found).
-pub(crate) fn swap_remove<T>(v: &mut KVec<T>, i: usize) -> T {
+/// Removes and returns element `i`, moving the last element into its place (order not kept); `None` if
+/// `i` is out of bounds.
+pub(crate) fn swap_remove<T>(v: &mut KVec<T>, i: usize) -> Option<T> {
     let len = v.len();
-    assert!(i < len);
+    if i >= len {
+        return None;
+    }
     let p = v.as_mut_ptr();
     // SAFETY: `i` and `len - 1` are in bounds; the element at `i` is read out exactly once, the last one
     // is moved into its slot, and the length shrinks so nothing is dropped twice.
@@ -18,7 +19,7 @@ pub(crate) fn swap_remove<T>(v: &mut KVec<T>, i: usize) -> T {
             core::ptr::copy_nonoverlapping(p.add(len - 1), p.add(i), 1);
         }
         v.set_len(len - 1);
-        out
+        Some(out)
     }
 }
 

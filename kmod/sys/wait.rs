@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-//! A wait queue for freeze handshakes: the parked task sleeps killable and freezable until a command
-//! arrives; the controller sleeps until the parked task answers.
+//! The wait queue a parked task sleeps on, killable and freezable, holding no lock, until its freeze has
+//! mail (a flag set under the freeze's lock). Controllers wait on the freeze's `CondVar` instead: 6.12's
+//! `CondVar` has no killable or freezable wait, and a parked task must be both (SIGKILL ends it; suspend
+//! and the cgroup freezer must not wait for it).
 
 use core::sync::atomic::AtomicI32;
 use kernel::bindings;
@@ -30,24 +32,12 @@ impl WaitQueue {
         unsafe { bindings::init_waitqueue_head(self.0.get()) };
     }
 
-    /// Sleeps (killable, freezable) until `cond` is non-zero. `Err(EINTR)` when a fatal signal arrived.
+    /// Sleeps (killable, freezable; call with no lock held) until `cond` is non-zero. `Err(EINTR)` when a
+    /// fatal signal arrived.
     pub(crate) fn wait_nonzero_killable(&self, cond: &AtomicI32) -> Result {
         // SAFETY: the queue is initialised (type usage contract); `cond` is a valid int for the wait.
         let r = unsafe { bindings::seuss_wait_killable_freezable(self.0.get(), cond.as_ptr()) };
         if r != 0 { Err(EINTR) } else { Ok(()) }
-    }
-
-    /// Sleeps (interruptible) until `val != old`, at most `ms` milliseconds. `Ok(false)` on timeout.
-    pub(crate) fn wait_change_timeout(&self, val: &AtomicI32, old: i32, ms: u32) -> Result<bool> {
-        // SAFETY: no preconditions.
-        let j = unsafe { bindings::msecs_to_jiffies(ms) } as i64;
-        // SAFETY: as in `wait_nonzero_killable`.
-        let r = unsafe { bindings::seuss_wait_change_timeout(self.0.get(), val.as_ptr(), old, j as _) };
-        if r < 0 {
-            Err(EINTR)
-        } else {
-            Ok(r > 0)
-        }
     }
 
     /// Wakes every sleeper.

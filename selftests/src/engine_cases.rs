@@ -2,7 +2,6 @@
 //! Every case checks real memory contents and registers through `seuss_target` or a real `python3`.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use crate::ktap::{check, Case};
 use crate::python::{python_call, python_snapshot};
@@ -36,7 +35,6 @@ pub const CASES: &[Case] = &[
     Case { name: "rmmod_with_live_snapshots_frees_them", run: rmmod_frees },
 ];
 
-const REPORT_OK: i32 = 42;
 
 /// Spawns a target, arms a write watchpoint on its doorbell, lets it run into it, waits for FROZEN.
 fn frozen_target(d: &Device, args: &[&str]) -> Result<(Target, u64), String> {
@@ -58,15 +56,6 @@ fn snapshot_of(d: &Device, args: &[&str]) -> Result<u64, String> {
     Ok(snap)
 }
 
-fn expect_report(line: &str, pid: i32) -> Result<(), String> {
-    check(line.starts_with("report "), || format!("not a report: {line}"))?;
-    check(field(line, "pid") == Some(&pid.to_string()), || format!("pid mismatch (want {pid}): {line}"))?;
-    for k in ["mem", "regs", "tls", "errno", "heap", "sig"] {
-        check(field(line, k) == Some("true"), || format!("{k} wrong: {line}"))?;
-    }
-    Ok(())
-}
-
 /// Asks a deployed child for its report and waits for it to exit: a full, matching report and a normal exit.
 /// Returns the report line.
 fn checked_report(mut s: Stub) -> Result<String, String> {
@@ -74,7 +63,7 @@ fn checked_report(mut s: Stub) -> Result<String, String> {
     let line = s.line()?;
     let pid = s.pid;
     let code = s.wait();
-    expect_report(&line, pid)?;
+    report_ok(&line, pid)?;
     check(code == REPORT_OK, || format!("child exit {code}: {line}"))?;
     Ok(line)
 }
@@ -98,7 +87,7 @@ fn watch_deploy3() -> Result<(), String> {
     t.send("check")?;
     let line = t.line()?;
     let pid = t.pid();
-    expect_report(&line, pid)?;
+    report_ok(&line, pid)?;
     check(field(&line, "wipe") == Some("85"), || format!("the source lost its wipe-on-fork page: {line}"))?;
     check(t.wait() == REPORT_OK, || "source did not finish normally".into())?;
     let info = d.snap_info(snap).map_err(e("SNAP_INFO"))?;
@@ -185,7 +174,7 @@ fn tree() -> Result<(), String> {
     let ly = y.line()?;
     let py = y.pid;
     let cy = y.wait();
-    expect_report(&ly, py)?;
+    report_ok(&ly, py)?;
     check(cy == REPORT_OK, || format!("Y exit {cy}"))?;
     check(d.snap_release(base) == Err(Errno::EBUSY), || "released a parent with children".into())?;
     d.snap_release(child).map_err(e("release child"))?;
@@ -215,8 +204,8 @@ fn dirty() -> Result<(), String> {
     let d = dev()?;
     let snap = snapshot_of(&d, &["watch"])?;
     let mut a = fork_deploy(&d, snap, DeployOpts::default(), || {});
-    std::thread::sleep(Duration::from_millis(100));
-    let (sid, before) = d.dirty(a.pid).map_err(e("DIRTY before"))?;
+    // The stub is an instance once its DEPLOY has run: until then DIRTY says ENOENT.
+    let (sid, before) = wait_instance(&d, a.pid)?;
     check(sid == snap, || format!("dirty snap {sid} != {snap}"))?;
     a.send("scribble")?;
     a.line()?;
@@ -264,8 +253,7 @@ fn prefault() -> Result<(), String> {
     // (private pages, KiB of program text mapped) of a fresh child waiting for its command.
     let fresh = |d: &Device| -> Result<(u64, u64), String> {
         let b = fork_deploy(d, snap, DeployOpts::default(), || {});
-        std::thread::sleep(Duration::from_millis(200)); // let the child finish its deploy
-        let (_, at_start) = d.dirty(b.pid).map_err(e("DIRTY at start"))?;
+        let (_, at_start) = wait_instance(d, b.pid)?;
         let text = text_rss_kib(b.pid)?;
         checked_report(b)?;
         Ok((at_start, text))
@@ -360,7 +348,7 @@ fn freeze_now() -> Result<(), String> {
     ensure_loaded()?;
     let d = dev()?;
     let mut t = Target::spawn(&["sleep"])?;
-    std::thread::sleep(Duration::from_millis(200)); // let it block in read()
+    wait_sleeping(t.pid())?; // blocked in read()
     let id = d.arm(t.pid(), FreezePoint::Now).map_err(e("ARM now"))?;
     check(matches!(d.wait(id, FREEZE_MS).map_err(e("WAIT"))?, FreezeState::Frozen { .. }), || "not frozen".into())?;
     let snap = d.capture(id).map_err(e("CAPTURE"))?;
@@ -430,7 +418,8 @@ fn signals_frozen() -> Result<(), String> {
     let pid = nix::unistd::Pid::from_raw(t.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).map_err(e("kill USR1"))?;
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).map_err(e("kill CONT"))?;
-    std::thread::sleep(Duration::from_millis(300));
+    // SIGUSR1 stays pending (the park sleeps killable); SIGCONT has been handled by then too.
+    wait_signal_pending(t.pid(), libc::SIGUSR1)?;
     check(matches!(d.wait(id, 0).map_err(e("WAIT"))?, FreezeState::Frozen { .. }), || "a non-fatal signal released the freeze".into())?;
     let snap = d.capture(id).map_err(e("CAPTURE"))?;
     d.release(id, false).map_err(e("RESUME"))?;
@@ -460,7 +449,7 @@ fn pidfd() -> Result<(), String> {
     t.send("check")?;
     let l = t.line()?;
     let pid = t.pid();
-    expect_report(&l, pid)?;
+    report_ok(&l, pid)?;
     check(t.wait() == REPORT_OK, || "source".into())?;
     // A descriptor that is not a pidfd.
     check(d.arm_pidfd(0, FreezePoint::Now).is_err(), || "arm with fd 0 as pidfd".into())?;
@@ -613,7 +602,7 @@ fn close_fd() -> Result<(), String> {
     t.send("check")?;
     let l = t.line()?;
     let pid = t.pid();
-    expect_report(&l, pid)?;
+    report_ok(&l, pid)?;
     check(t.wait() == REPORT_OK, || "frozen source did not resume after close".into())?;
     // Armed but not fired, then closed: no freeze ever happens.
     let d = dev()?;
@@ -624,7 +613,7 @@ fn close_fd() -> Result<(), String> {
     t.send("check")?;
     let l = t.line()?;
     let pid = t.pid();
-    expect_report(&l, pid)?;
+    report_ok(&l, pid)?;
     check(t.wait() == REPORT_OK, || "armed target did not run through".into())?;
     let s = dev()?.stats().map_err(e("STATS"))?;
     check(s.frozen == 0, || format!("frozen count {} after close", s.frozen))

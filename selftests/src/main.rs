@@ -1,13 +1,17 @@
 //! `seuss_test`: kselftest-style tests of seuss.ko, printing KTAP. Run as root inside the VM booted on
 //! the patched kernel, with `SEUSS_KO` naming the built module.
 //!
-//! Usage: `seuss_test [module|engine|all]` (default all) or `seuss_test --list`; `seuss_bench` is the
+//! Usage: `seuss_test [module|engine|hardening|all]` (default all) or `seuss_test --list`; `seuss_bench` is the
 //! benchmark. Exit status as kselftest: 0 all passed, 1 a failure, 4 skipped (not root / no module).
 
+mod bystander_cases;
 mod engine_cases;
+mod fault_cases;
+mod hardening_cases;
 mod ktap;
 mod module_cases;
 mod python;
+mod race_cases;
 mod util;
 
 fn main() {
@@ -18,6 +22,21 @@ fn main() {
     }
     if arg == "engine" || arg == "all" || arg == "--list" {
         cases.extend(engine_cases::CASES.iter());
+    }
+    // The issue-10 regressions run with the engine suite, or alone as `hardening`.
+    if arg == "engine" || arg == "hardening" || arg == "all" || arg == "--list" {
+        cases.extend(hardening_cases::CASES.iter());
+    }
+    if arg == "engine" || arg == "bystanders" || arg == "all" || arg == "--list" {
+        cases.extend(bystander_cases::CASES.iter());
+    }
+    // Fault injection (needs the debug kernel; skips elsewhere) and races: with the engine suite, or
+    // alone as `faults` / `races`.
+    if arg == "engine" || arg == "faults" || arg == "all" || arg == "--list" {
+        cases.extend(fault_cases::CASES.iter());
+    }
+    if arg == "engine" || arg == "races" || arg == "all" || arg == "--list" {
+        cases.extend(race_cases::CASES.iter());
     }
     // An optional second argument keeps only the cases whose name contains it.
     if let Some(filter) = std::env::args().nth(2) {
@@ -30,7 +49,7 @@ fn main() {
         return;
     }
     if cases.is_empty() {
-        eprintln!("usage: seuss_test [module|engine|all|--list]");
+        eprintln!("usage: seuss_test [module|engine|hardening|all|--list]");
         std::process::exit(2);
     }
     // SAFETY: geteuid has no preconditions.

@@ -17,6 +17,10 @@
 //! - `threads`: spawns a thread and waits (a multi-threaded target to be refused).
 //! - `sleep`: blocks reading stdin (freeze-now target).
 //! - `shared`: like `watch`, with a shared writable anonymous mapping (capture must refuse it).
+//! - `regs`, `regsnow`, `fds`, `thread_after`, `thp`, `big N`, `execsuid PATH`, `exit0`: the hardening
+//!   cases' modes, in `target_hardening.rs`.
+
+mod target_hardening;
 
 use std::arch::asm;
 use std::cell::Cell;
@@ -196,6 +200,7 @@ fn report_and_exit(mem: &[u8], regs: (u64, u64), extra: &[u8], extra_base: usize
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    target_hardening::run(&args);
     let mode = args.get(1).map(String::as_str).unwrap_or("watch");
     match mode {
         "threads" => {

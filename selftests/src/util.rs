@@ -258,3 +258,161 @@ pub fn e<T: std::fmt::Display>(what: &str) -> impl FnOnce(T) -> String + '_ {
 pub fn sigkill(pid: i32) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
 }
+
+// ---- Helpers of the fault-injection and race cases (fault_cases.rs, race_cases.rs). ----
+
+/// Polls `cond` (1 ms, backing off to 20 ms) until it holds; `Err` naming `what` after `ms` milliseconds.
+/// A bounded wait on a condition, not a fixed sleep.
+pub fn wait_for(what: &str, ms: u64, mut cond: impl FnMut() -> bool) -> Result<(), String> {
+    let end = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    let mut step = 1;
+    loop {
+        if cond() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= end {
+            return Err(format!("timed out after {ms} ms waiting for {what}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(step));
+        step = (step * 2).min(20);
+    }
+}
+
+/// The kernel function a task sleeps in (`/proc/PID/task/TID/wchan`; "0" when running or unknown).
+pub fn wchan(pid: i32, tid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default().trim().to_string()
+}
+
+/// Whether a single-threaded process is blocked reading a pipe (e.g. `seuss_target` waiting for a line):
+/// it is neither running nor parked by seuss.
+pub fn in_pipe_read(pid: i32) -> bool {
+    wchan(pid, pid) == "pipe_read"
+}
+
+/// Waits (bounded) until process `pid` blocks in a pipe read.
+pub fn wait_pipe_read(pid: i32, ms: u64) -> Result<(), String> {
+    wait_for(&format!("pid {pid} to block in pipe_read (wchan {})", wchan(pid, pid)), ms, || in_pipe_read(pid))
+        .map_err(|x| format!("{x}; wchan now {}", wchan(pid, pid)))
+}
+
+/// STATS counters that must come back once every object a case made is gone (contract item 12).
+pub fn stats_back_to(d: &Device, base: &uapi::seuss_stats) -> Result<(), String> {
+    let s = d.stats().map_err(|x| format!("STATS: {x}"))?;
+    if (s.snapshots, s.pages_held, s.instances, s.frozen) == (base.snapshots, base.pages_held, base.instances, base.frozen) {
+        Ok(())
+    } else {
+        Err(format!(
+            "STATS not back to baseline: snapshots {}->{}, pages_held {}->{}, instances {}->{}, frozen {}->{}",
+            base.snapshots, s.snapshots, base.pages_held, s.pages_held, base.instances, s.instances, base.frozen, s.frozen
+        ))
+    }
+}
+
+/// `delete_module(name, O_NONBLOCK)` (what rmmod does), returning the kernel's errno.
+pub fn delete_module(name: &str) -> Result<(), nix::errno::Errno> {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a valid C string and flags.
+    let r = unsafe { libc::syscall(libc::SYS_delete_module, c.as_ptr(), libc::O_NONBLOCK) };
+    nix::errno::Errno::result(r).map(|_| ())
+}
+
+/// The module's reference count (`/sys/module/NAME/refcnt`), if loaded.
+pub fn module_refcnt(name: &str) -> Option<i64> {
+    std::fs::read_to_string(format!("/sys/module/{name}/refcnt")).ok().and_then(|s| s.trim().parse().ok())
+}
+
+/// Reads one line from `r`, waiting at most `ms` for it to arrive (poll on the descriptor).
+pub fn line_within<R: std::io::Read + std::os::fd::AsRawFd>(r: &mut BufReader<R>, ms: u64) -> Result<String, String> {
+    if !r.buffer().contains(&b'\n') {
+        let mut p = libc::pollfd { fd: r.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, ms.min(i32::MAX as u64) as i32) };
+        if n == 0 {
+            return Err(format!("no line within {ms} ms"));
+        }
+    }
+    let mut l = String::new();
+    match r.read_line(&mut l) {
+        Ok(0) => Err("EOF".into()),
+        Ok(_) => Ok(l.trim_end().to_string()),
+        Err(x) => Err(x.to_string()),
+    }
+}
+
+/// A pipe as (read end, write end), both close-on-exec.
+pub fn pipe_pair() -> (File, File) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    (File::from(r), File::from(w))
+}
+
+/// Non-blocking check whether child `pid` has exited, without reaping it (its /proc entry stays).
+pub fn exited_unreaped(pid: i32) -> bool {
+    // SAFETY: a zeroed siginfo for waitid to fill.
+    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: plain waitid on our child.
+    let r = unsafe { libc::waitid(libc::P_PID, pid as u32, &mut si, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    // SAFETY: si_pid is valid to read after waitid.
+    r == 0 && unsafe { si.si_pid() } == pid
+}
+
+/// Exit status of a `seuss_target` (source or deployed child) whose every check passed.
+pub const REPORT_OK: i32 = 42;
+
+/// Checks a `seuss_target` report line of process `pid`: every check it makes passed.
+pub fn report_ok(line: &str, pid: i32) -> Result<(), String> {
+    if !line.starts_with("report ") {
+        return Err(format!("not a report: {line}"));
+    }
+    if field(line, "pid") != Some(pid.to_string().as_str()) {
+        return Err(format!("pid mismatch (want {pid}): {line}"));
+    }
+    for k in ["mem", "regs", "tls", "errno", "heap", "sig"] {
+        if field(line, k) != Some("true") {
+            return Err(format!("{k} wrong: {line}"));
+        }
+    }
+    Ok(())
+}
+
+/// Pid of the calling thread.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Waits (up to 30 s) until `pid`, a stub deploying a `seuss_target` snapshot, has finished its deploy
+/// (prefault included) and waits for input in the target's code (blocked in a pipe read: the stub itself
+/// never reads a pipe before its DEPLOY); returns its DIRTY answer then.
+pub fn wait_instance(d: &Device, pid: i32) -> Result<(u64, u64), String> {
+    wait_pipe_read(pid, 30_000)?;
+    d.dirty(pid).map_err(|x| format!("DIRTY {pid}: {x}"))
+}
+
+/// Waits (up to 30 s) until `pid` sleeps (state S in /proc/PID/stat), e.g. blocked in a read.
+pub fn wait_sleeping(pid: i32) -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(30) {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|x| format!("stat {pid}: {x}"))?;
+        if st.rsplit(')').next().map(|r| r.trim_start().starts_with('S')).unwrap_or(false) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Err(format!("{pid} never slept"))
+}
+
+/// Waits (up to 30 s) until signal `sig` is pending for `pid` (SigPnd/ShdPnd in /proc/PID/status).
+pub fn wait_signal_pending(pid: i32, sig: i32) -> Result<(), String> {
+    let bit = 1u64 << (sig - 1);
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(30) {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|x| format!("status {pid}: {x}"))?;
+        let pending = st.lines().filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok()).fold(0, |a, b| a | b);
+        if pending & bit != 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Err(format!("signal {sig} never pending for {pid}"))
+}

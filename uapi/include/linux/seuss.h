@@ -15,7 +15,21 @@
  *  - All fields have fixed sizes; pointers travel as __u64.
  *
  * Errors common to all ioctls: -EFAULT (bad user pointer), -EINVAL (bad size/flags/reserved),
- * -ENOTTY (unknown ioctl), -EPERM (caller lacks CAP_SYS_ADMIN for a privileged request).
+ * -ENOTTY (unknown ioctl, or an ioctl number whose direction or size bits differ from the ones below),
+ * -EPERM (see "Ownership"), -ENOMEM. A wait interrupted by a signal ends with -ERESTARTSYS (seen as
+ * -EINTR by a handler without SA_RESTART).
+ *
+ * Ownership: every snapshot has an owner, the real uid (initial user namespace) of the task it was
+ * captured from (struct seuss_snap_info.uid). A caller whose real uid is not the owner needs
+ * CAP_SYS_ADMIN to SNAP_INFO, SNAP_RELEASE or DEPLOY it (-EPERM otherwise), and SNAP_LIST without
+ * CAP_SYS_ADMIN lists only the caller's own snapshots.
+ *
+ * Freezes: a freeze belongs to the open file that armed it and is released (the task resumes) when the
+ * process that armed it closes that descriptor or exits, or when the file's last reference goes. So a
+ * copy of the descriptor that a child inherited (or a frozen task holds) never keeps a task frozen.
+ * The device is root-only (0600): an unprivileged caller holds a descriptor only because a privileged
+ * process passed it on, and a successful DEPLOY closes every descriptor of the device in the deployed
+ * process (see struct seuss_deploy), so code running in a deployed child never holds one.
  */
 #ifndef _UAPI_LINUX_SEUSS_H
 #define _UAPI_LINUX_SEUSS_H
@@ -24,7 +38,7 @@
 #include <linux/ioctl.h>
 
 /** SEUSS_ABI_VERSION - bumped on every incompatible change of this header. */
-#define SEUSS_ABI_VERSION 1
+#define SEUSS_ABI_VERSION 2
 
 /* Feature bits reported by SEUSS_IOC_VERSION. */
 #define SEUSS_FEAT_VERSION   (1ULL << 0) /* SEUSS_IOC_VERSION */
@@ -69,11 +83,14 @@ struct seuss_version {
  * @addr: in, user virtual address of the breakpoint/watchpoint.
  * @len: in, watchpoint length 1, 2, 4 or 8 (aligned); 0 for the other kinds.
  * @reserved: must be 0.
- * @freeze_id: out, handle of this freeze, valid on the same open file only.
+ * @freeze_id: out, handle of this freeze, valid on the same open file only (see "Freezes" above).
  *
- * The caller needs ptrace-attach permission over the target. Errors: -ESRCH no such task, -EPERM no
- * permission, -EBUSY the task is already armed or frozen, -EOPNOTSUPP multi-threaded, 32-bit or kernel task,
- * -ENOSPC no free debug register.
+ * The caller needs ptrace-attach permission over the target, checked first: without it every existing
+ * task gives -EPERM. Then: -ESRCH no such task, or it is exiting, a kernel thread or has no mm; -EINVAL
+ * the caller itself; -EOPNOTSUPP multi-threaded or 32-bit; -EBUSY already armed or frozen; -ENOSPC no free
+ * debug register; -EBADF the calling process no longer has a descriptor of the file (another thread closed
+ * it during the call), and nothing stays armed. The freeze never parks an image the target exec'd after
+ * ARM: such a freeze ends DEAD.
  */
 struct seuss_arm {
 	__u32 size;
@@ -90,7 +107,7 @@ struct seuss_arm {
 #define SEUSS_STATE_ARMED    1 /* waiting for the freeze point */
 #define SEUSS_STATE_FROZEN   2 /* parked at the freeze point */
 #define SEUSS_STATE_RESUMED  3 /* released, runs on */
-#define SEUSS_STATE_DEAD     4 /* exited or was killed */
+#define SEUSS_STATE_DEAD     4 /* exited, was killed, or exec'd before parking (the freeze is gone) */
 
 /**
  * struct seuss_wait - argument of %SEUSS_IOC_WAIT: wait until a freeze fires, or query its state.
@@ -102,7 +119,8 @@ struct seuss_arm {
  * @reserved: must be 0.
  * @ip: out, user instruction pointer where the task is parked (valid when FROZEN).
  *
- * Returns 0 with @state set; -ETIMEDOUT when still ARMED after @timeout_ms; -EINTR on a signal.
+ * Returns 0 with @state set (at once when an ARMED target exits); -ETIMEDOUT when still ARMED after
+ * @timeout_ms; -ERESTARTSYS on a signal.
  */
 struct seuss_wait {
 	__u32 size;
@@ -120,9 +138,12 @@ struct seuss_wait {
  * @freeze_id: in, a FROZEN freeze of this file.
  * @snap_id: out, id of the new immutable snapshot (global, >= 1).
  *
- * Errors: -EAGAIN not frozen, -ESRCH the task died, -EOPNOTSUPP the task holds state that cannot be
- * captured (multi-threaded, io_uring, shared writable anonymous memory, device mappings, 32-bit),
- * -ENOSPC the module's page cap (parameter max_pages) would be exceeded.
+ * Errors: -EAGAIN not frozen (yet), -ESRCH the task died or the freeze was released, -EOPNOTSUPP the task
+ * holds state that cannot be captured (multi-threaded, io_uring, shared writable anonymous memory, device
+ * mappings, hugetlb, 32-bit), -ENOSPC the module's page cap (parameter max_pages) would be exceeded,
+ * -ENOENT the task is an instance of a snapshot that has been released since. -ERESTARTSYS: a signal
+ * interrupted the wait; the capture is abandoned and leaves no snapshot. Concurrent CAPTUREs of one
+ * freeze run one after the other.
  */
 struct seuss_capture {
 	__u32 size;
@@ -162,9 +183,17 @@ struct seuss_release_task {
  *
  * The calling (single-threaded) process's address space, registers, FPU state, signal handlers, mask and
  * altstack, rseq and robust-list registration are replaced by the snapshot's; on success the ioctl does not
- * return to the caller's code but into the snapshot's saved context. Its pid, credentials, files, cgroup
- * and namespaces stay. Errors (returned to the caller, which is unchanged): -ENOENT no such snapshot,
- * -EPERM not entitled (different uid and no CAP_SYS_ADMIN), -EOPNOTSUPP multi-threaded caller.
+ * return to the caller's code but into the snapshot's saved context, every register as it was there (all
+ * 64 bits of rax included). Its pid, credentials, cgroup, namespaces and files stay, except that every
+ * descriptor of /dev/seuss in the caller's fd table is closed. The new address space keeps the snapshot's
+ * user namespace and dumpability. Errors (returned to the caller, which is unchanged): -ENOENT no such
+ * snapshot, -EPERM not entitled (see "Ownership"), -EOPNOTSUPP the caller is multi-threaded, shares its
+ * mm, fd table or signal handlers, holds an io_uring or runs a 32-bit syscall, -EBUSY the caller is
+ * ptraced, -EFAULT @tid_addr / @cookie_addr is misaligned or not in a writable mapping of the snapshot,
+ * -EINTR a fatal signal is pending. After the point of no return only a failure to store @tid / @cookie
+ * remains (the write to a checked, writable mapping can then fail only for want of memory, or by fault
+ * injection): the caller is then killed (SIGKILL), as exec kills a task that fails past its own point of
+ * no return.
  */
 struct seuss_deploy {
 	__u32 size;
@@ -214,7 +243,8 @@ struct seuss_snap_info {
  * @flags: in, must be 0.
  * @ids_addr: in, user array of @capacity __u64 receiving snapshot ids in ascending order.
  * @capacity: in, entries @ids_addr can hold.
- * @count: out, number of snapshots that exist (may exceed @capacity; only @capacity are written).
+ * @count: out, number of snapshots the caller may see (all with CAP_SYS_ADMIN, else its own; may exceed
+ *	@capacity; only @capacity are written).
  */
 struct seuss_snap_list {
 	__u32 size;
@@ -230,8 +260,9 @@ struct seuss_snap_list {
  * @flags: in, must be 0.
  * @snap_id: in.
  *
- * Errors: -ENOENT no such snapshot, -EBUSY it has children (release them first). Instances already
- * deployed from it keep running: they own their own address spaces.
+ * Errors: -ENOENT no such snapshot, -EPERM not its owner (see "Ownership"), -EBUSY it has children
+ * (release them first). Instances already deployed from it keep running: they own their own address
+ * spaces.
  */
 struct seuss_snap_release {
 	__u32 size;
