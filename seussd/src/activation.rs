@@ -25,7 +25,6 @@ impl Inner {
             duration: 0,
             response: ActivationResponse {
                 status: status::PENDING.into(),
-                status_code: 0,
                 success: false,
                 result: json!({}),
             },
@@ -35,8 +34,8 @@ impl Inner {
         }
     }
 
-    /// Runs one activation to its record. The finished record goes to `done` as soon as the used instance
-    /// is back in the idle pool; the store gets it from the saver's thread (see `saver.rs`), so the
+    /// Runs one activation (requested at `received`, ms since the epoch) to its record. The finished record
+    /// goes to `done` as soon as the used instance is back in the idle pool; the store gets it from the saver's thread (see `saver.rs`), so the
     /// caller's answer does not wait for the disk.
     pub(crate) async fn run_activation(
         self: Arc<Self>,
@@ -44,13 +43,13 @@ impl Inner {
         sem: Arc<Semaphore>,
         args: Value,
         id: String,
-        start: u64,
+        received: u64,
         forced: Option<StartPath>,
         done: tokio::sync::oneshot::Sender<Activation>,
     ) {
         let _permit = sem.acquire_owned().await;
-        let wait_ms = now_ms().saturating_sub(start);
-        let mut act = self.pending(&f, &id, start);
+        let mut start = now_ms();
+        let mut act = self.pending(&f, &id, received);
         // The used instance goes back to the pool (or is stopped) while the record is stored.
         let mut after = None;
         let msg = json!({
@@ -64,14 +63,26 @@ impl Inner {
         });
         let mut line = serde_json::to_vec(&msg).expect("JSON values serialize");
         line.push(b'\n');
-        let (status, result, logs, path, init_ms) = match self.start_instance(&f, forced, Some(&line)).await {
-            Err(crate::starts::StartError::Init { path, logs, error }) => (
-                status::DEVELOPER_ERROR,
-                json!({ "error": error }),
+        let mut timed_out = false;
+        let (status, result, logs, path, init_ms) = match self
+            .start_instance(&f, forced, Some(&line))
+            .await
+        {
+            Err(crate::starts::StartError::Init {
+                path,
                 logs,
-                Some(path),
-                0,
-            ),
+                error,
+                timed_out: t,
+            }) => {
+                timed_out = t;
+                (
+                    status::DEVELOPER_ERROR,
+                    json!({ "error": error }),
+                    logs,
+                    Some(path),
+                    0,
+                )
+            }
             Err(crate::starts::StartError::Internal(e))
             | Err(crate::starts::StartError::Deploy(e)) => {
                 tracing::error!("activation {id} of {}: {e}", f.name);
@@ -91,14 +102,21 @@ impl Inner {
                 0,
             ),
             Ok(started) => {
+                // The instance began this activation when its start did (after any wait for a deploy slot).
+                start = now_ms().saturating_sub(started.init_ms).max(start);
                 let mut inst = started.inst;
                 let deadline = started.run_deadline.unwrap_or_else(|| {
                     tokio::time::Instant::now() + Duration::from_millis(f.limits.timeout)
                 });
                 let t_run = std::time::Instant::now();
                 let reply = if started.run_sent {
-                    crate::reply::collect(&mut inst.proc, started.first_result, deadline, self.reply_limits())
-                        .await
+                    crate::reply::collect(
+                        &mut inst.proc,
+                        started.first_result,
+                        deadline,
+                        self.reply_limits(),
+                    )
+                    .await
                 } else {
                     crate::reply::send_line(&mut inst.proc, &line, deadline, self.reply_limits())
                         .await
@@ -106,23 +124,25 @@ impl Inner {
                 tracing::debug!(target: "seussd::timing", "run exchange {:?}", t_run.elapsed());
                 let mut logs = started.logs;
                 logs.extend(reply.logs);
+                timed_out = matches!(reply.result, Err(ReplyError::TimedOut));
                 let (status, result, healthy) = self.judge(&f, reply.result);
                 after = Some((inst, healthy));
-                (status, result, logs, Some(started.path), started.init_ms)
+                // initTime only where the function's code was initialised in a new instance (OpenWhisk's
+                // cold start); a warm deploy resumes an instance that already did it.
+                let init_ms = match started.path {
+                    StartPath::Cold | StartPath::Runtime => started.init_ms.max(1),
+                    StartPath::Warm | StartPath::Hot => 0,
+                };
+                (status, result, logs, Some(started.path), init_ms)
             }
         };
         let end = now_ms();
+        act.start = start;
         act.end = end.max(start + 1);
         act.duration = act.end - start;
         act.logs = logs;
         act.response = ActivationResponse {
             status: status.to_string(),
-            status_code: match status {
-                status::SUCCESS => 0,
-                status::APPLICATION_ERROR => 1,
-                status::DEVELOPER_ERROR => 2,
-                _ => 3,
-            },
             success: status == status::SUCCESS,
             result,
         };
@@ -133,13 +153,16 @@ impl Inner {
                 "limits",
                 serde_json::to_value(&f.limits).unwrap_or_default(),
             ),
-            KeyValue::new("waitTime", wait_ms),
+            KeyValue::new("waitTime", start.saturating_sub(received)),
         ];
         if let Some(p) = path {
             act.annotations.push(KeyValue::new("startPath", p.as_str()));
         }
         if init_ms > 0 {
             act.annotations.push(KeyValue::new("initTime", init_ms));
+        }
+        if timed_out {
+            act.annotations.push(KeyValue::new("timeout", true));
         }
         self.activations.fetch_add(1, Ordering::Relaxed);
         let t_park = std::time::Instant::now();
@@ -151,12 +174,15 @@ impl Inner {
         };
         // The caller may have given up (a blocking invoke past its wait): the record is stored anyway.
         self.saver.save(act.clone());
+        let counted = (act.response.status.clone(), act.duration, start.saturating_sub(received));
         let _ = done.send(act);
         tracing::debug!(target: "seussd::timing", "park {:?}", t_park.elapsed());
         // Let the caller's task (woken by `done`) answer before the bookkeeping below: on one worker
         // thread it would otherwise wait for the stub refill and the instance's measurement (an A/B in
         // the VM: 4-7 ms on a warm start).
         tokio::task::yield_now().await;
+        self.metrics
+            .activation(&f.namespace, &f.name, path, &counted.0, counted.1, counted.2);
         self.clone().refill_stubs();
         if let Some(inst) = retire {
             self.retire(inst).await;
@@ -173,8 +199,10 @@ impl Inner {
         r: Result<Value, ReplyError>,
     ) -> (&'static str, Value, bool) {
         match r {
-            Ok(Value::Object(m)) if m.contains_key("error") => {
-                (status::APPLICATION_ERROR, Value::Object(m), true)
+            // OpenWhisk keeps only the error of an application error.
+            Ok(Value::Object(mut m)) if m.contains_key("error") => {
+                let error = m.remove("error").unwrap_or_default();
+                (status::APPLICATION_ERROR, json!({ "error": error }), true)
             }
             Ok(Value::Object(m)) => (status::SUCCESS, Value::Object(m), true),
             Ok(_) => (

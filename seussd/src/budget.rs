@@ -75,6 +75,8 @@ impl Inner {
     /// Releases what [`make_room`] took out.
     pub(crate) async fn finish_eviction(&self, ev: Evicted) {
         let any_snap = !ev.snaps.is_empty();
+        self.metrics.evicted("snapshot", ev.snaps.len());
+        self.metrics.evicted("instance", ev.instances.len());
         for id in ev.snaps {
             tracing::info!("evicting snapshot {id} (memory budget)");
             self.release_snapshot(id);

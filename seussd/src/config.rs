@@ -18,6 +18,19 @@ pub enum UseSnapshots {
     Off,
 }
 
+/// Who may read `/metrics`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    /// Anyone who reaches the listener (for a Prometheus server without credentials).
+    Open,
+    /// Callers with one of the `auth` credentials (Prometheus `basic_auth`).
+    #[default]
+    Auth,
+    /// Not served (404).
+    Off,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -64,6 +77,8 @@ pub struct Config {
     pub max_memory_mb: u64,
     /// Time allowed for starting an instance and importing the function's code.
     pub init_timeout_ms: u64,
+    /// Access to the Prometheus metrics at `/metrics`.
+    pub metrics: MetricsAccess,
 }
 
 impl Default for Config {
@@ -91,6 +106,7 @@ impl Default for Config {
             max_timeout_ms: 300_000,
             max_memory_mb: 2048,
             init_timeout_ms: 60_000,
+            metrics: MetricsAccess::Auth,
         }
     }
 }
@@ -172,5 +188,8 @@ mod tests {
         assert_eq!(c.use_snapshots, UseSnapshots::Off);
         assert_eq!(c.budget_bytes(), 2 << 20);
         assert_eq!(c.idle_timeout_s, 600);
+        assert_eq!(c.metrics, MetricsAccess::Auth);
+        assert_eq!(Config::parse("metrics = \"open\"\n").unwrap().metrics, MetricsAccess::Open);
+        assert!(Config::parse("metrics = \"public\"\n").is_err());
     }
 }

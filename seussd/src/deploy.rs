@@ -139,6 +139,12 @@ impl Inner {
                     None => return Err(StartError::Deploy("the stub died".into())),
                 }
             }
+            if crate::testhook::fires("deploy-during", &f.name) {
+                crate::testhook::kill_now("deploy-during", &f.name);
+            }
+            if crate::testhook::fires("deploy-sent", &f.name) {
+                crate::testhook::stop("deploy-sent", &f.name).await;
+            }
             let run_deadline = run_deadline.filter(|_| queued);
             let first = self.wait_deployed(&mut p, run_deadline.unwrap_or(deadline), queued).await;
             if let Ok(DeployEvent::Ready(v)) = &first {

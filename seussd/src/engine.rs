@@ -17,6 +17,17 @@ pub struct SnapStat {
     pub children: u64,
 }
 
+/// The module-wide counters of `SEUSS_IOC_STATS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelStats {
+    pub snapshots: u64,
+    pub pages_held: u64,
+    pub max_pages: u64,
+    pub deploys: u64,
+    pub instances: u64,
+    pub frozen: u64,
+}
+
 pub trait SnapshotEngine: Send + Sync + 'static {
     /// Arms an 8-byte write watchpoint at `addr` in task `pid`; returns the freeze id.
     fn arm_write(&self, pid: i32, addr: u64) -> Result<u64, Errno>;
@@ -32,6 +43,10 @@ pub trait SnapshotEngine: Send + Sync + 'static {
     fn snap_release(&self, id: u64) -> Result<(), Errno>;
     /// (snapshot id, private pages) of a deployed instance.
     fn dirty(&self, pid: i32) -> Result<(u64, u64), Errno>;
+    /// The module's counters, where the engine has them.
+    fn kernel_stats(&self) -> Result<KernelStats, Errno> {
+        Err(Errno::ENOTTY)
+    }
 }
 
 /// The kernel engine.
@@ -94,5 +109,16 @@ impl SnapshotEngine for UapiEngine {
     }
     fn dirty(&self, pid: i32) -> Result<(u64, u64), Errno> {
         self.dev.dirty(pid)
+    }
+    fn kernel_stats(&self) -> Result<KernelStats, Errno> {
+        let s = self.dev.stats()?;
+        Ok(KernelStats {
+            snapshots: s.snapshots,
+            pages_held: s.pages_held,
+            max_pages: s.max_pages,
+            deploys: s.deploys,
+            instances: s.instances,
+            frozen: s.frozen,
+        })
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     pub zygote: Mutex<Option<crate::zygote::Zygote>>,
     /// Writes finished activation records to the store, off the answer's path.
     pub saver: crate::saver::Saver,
+    /// Prometheus metrics (atomics of their own, never under `st`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub(crate) struct FnEntry {
@@ -394,6 +396,7 @@ impl Host {
             refilling: AtomicBool::new(false),
             zygote: Mutex::new(None),
             saver,
+            metrics: crate::metrics::Metrics::default(),
         });
         inner.adopt_snapshots();
         crate::budget::spawn_expiry(Arc::downgrade(&inner));
@@ -409,26 +412,54 @@ impl Host {
         &self.inner.cfg
     }
 
+    /// Creates or (with `overwrite`) replaces function `name` with `def` as a whole.
     pub async fn put_function(
         &self,
         name: &str,
         def: FunctionDef,
         overwrite: bool,
     ) -> Result<FunctionInfo, HostError> {
+        self.store_function(name, overwrite, |_| Ok(def)).await
+    }
+
+    /// Creates function `name` from `patch` (which then needs `exec`) or, with `overwrite`, updates it as
+    /// OpenWhisk does (see [`FunctionPatch`]): what the patch gives replaces the stored value.
+    pub async fn update_function(
+        &self,
+        name: &str,
+        patch: FunctionPatch,
+        overwrite: bool,
+    ) -> Result<FunctionInfo, HostError> {
+        self.store_function(name, overwrite, |old| {
+            patch.apply(old).map_err(HostError::InvalidArgs)
+        })
+        .await
+    }
+
+    /// Stores the definition `make` builds from the current one (under the state lock, so two updates
+    /// cannot lose each other's changes).
+    async fn store_function(
+        &self,
+        name: &str,
+        overwrite: bool,
+        make: impl FnOnce(Option<&FunctionInfo>) -> Result<FunctionDef, HostError>,
+    ) -> Result<FunctionInfo, HostError> {
         if !valid_name(name) {
             return Err(HostError::InvalidArgs(format!(
                 "invalid function name '{name}'"
             )));
         }
-        self.inner.validate(&def)?;
         let (info, change) = {
             let mut st = self.inner.lock();
-            let old = st.functions.get(name).map(|e| e.info.revision());
+            let current = st.functions.get(name).map(|e| &e.info);
+            let old = current.map(FunctionInfo::revision);
             if old.is_some() && !overwrite {
                 return Err(HostError::Conflict(format!(
                     "function '{name}' already exists"
                 )));
             }
+            let def = make(current)?;
+            self.inner.validate(&def)?;
             let info = FunctionInfo {
                 namespace: self.inner.cfg.namespace.clone(),
                 name: name.to_string(),
@@ -567,6 +598,41 @@ impl Host {
             .ok_or_else(|| HostError::NotFound(format!("activation '{id}'")))
     }
 
+    /// Finished activation records matching `q`, newest first (by `start`), after `q.skip`, at most
+    /// `q.limit`. The records still in the writer's queue are included: they are taken before the store
+    /// is scanned, so a record moving to the disk meanwhile is found in one place or both (then once).
+    pub async fn list_activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, HostError> {
+        let mut all = self.matching_activations(q).await?;
+        all.sort_by(|a, b| {
+            b.start
+                .cmp(&a.start)
+                .then_with(|| b.activation_id.cmp(&a.activation_id))
+        });
+        Ok(all.into_iter().skip(q.skip).take(q.limit).collect())
+    }
+
+    /// How many finished records match `q` past `q.skip` (OpenWhisk counts after the skip too).
+    pub async fn count_activations(&self, q: &ActivationQuery) -> Result<usize, HostError> {
+        Ok(self.matching_activations(q).await?.len().saturating_sub(q.skip))
+    }
+
+    async fn matching_activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, HostError> {
+        let ns = self.inner.cfg.namespace.clone();
+        let keep = {
+            let q = q.clone();
+            move |a: &Activation| a.namespace == ns && a.end != 0 && q.matches(a)
+        };
+        let mut found = self.inner.saver.pending_matching(&keep);
+        let store = self.inner.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.load_activations(keep))
+            .await
+            .map_err(HostError::internal)?;
+        let seen: std::collections::HashSet<String> =
+            found.iter().map(|a| a.activation_id.clone()).collect();
+        found.extend(stored.into_iter().filter(|a| !seen.contains(&a.activation_id)));
+        Ok(found)
+    }
+
     pub async fn list_snapshots(&self) -> Vec<SnapshotInfo> {
         let st = self.inner.lock();
         st.snaps.values().map(|r| r.info.clone()).collect()
@@ -634,6 +700,38 @@ impl Host {
         }
     }
 
+    /// True once the host serves with its runtime snapshot state known: without snapshots at once, with
+    /// them once the runtime snapshot exists or its build has failed (then starts are cold until a retry
+    /// succeeds).
+    pub fn ready(&self) -> bool {
+        !self.inner.snapshots_enabled()
+            || self.inner.lock().runtime_snap.is_some()
+            || self.inner.runtime_failed_ms.load(Ordering::Relaxed) != 0
+    }
+
+    /// The Prometheus text exposition: counters kept as things happen, the state sampled now (one short
+    /// hold of the state lock; the kernel's STATS are read outside it).
+    pub fn metrics_text(&self) -> String {
+        let sample = {
+            let st = self.inner.lock();
+            let (used, _) = crate::budget::candidates(&st);
+            crate::metrics::Sample {
+                snapshots: st.snaps.len() as u64,
+                snapshot_private_bytes: st
+                    .snaps
+                    .values()
+                    .map(|r| r.info.private_pages * crate::budget::PAGE)
+                    .sum(),
+                idle_instances: st.idle.len() as u64,
+                busy_instances: st.busy,
+                budget_bytes: self.inner.cfg.budget_bytes(),
+                used_bytes: used,
+            }
+        };
+        let kernel = self.inner.engine.as_ref().and_then(|e| e.kernel_stats().ok());
+        self.inner.metrics.render(sample, kernel)
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<HostEvent> {
         self.inner.events.subscribe()
     }
@@ -650,9 +748,12 @@ impl Host {
             self.inner.discard_stub(s).await;
         }
         let inner = self.inner.clone();
-        let saved = tokio::task::spawn_blocking(move || inner.saver.wait_saved(SHUTDOWN_SAVE_WAIT)).await;
+        let saved =
+            tokio::task::spawn_blocking(move || inner.saver.wait_saved(SHUTDOWN_SAVE_WAIT)).await;
         if !matches!(saved, Ok(true)) {
-            tracing::error!("shutdown: activation records still unsaved after {SHUTDOWN_SAVE_WAIT:?}");
+            tracing::error!(
+                "shutdown: activation records still unsaved after {SHUTDOWN_SAVE_WAIT:?}"
+            );
         }
     }
 }

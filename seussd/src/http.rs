@@ -1,13 +1,21 @@
-//! The OpenWhisk REST API subset over HTTP/1.1 (axum): actions create/update/get/delete/list, invoke
-//! (blocking, `result=true`, non-blocking), activations get/result/logs. Basic auth on every route, compared
-//! in constant time; JSON errors `{"error": ..., "code": <status>}`; bodies over `max_body_bytes` get 413.
+//! The OpenWhisk REST API subset over HTTP/1.1 (axum): `GET /api/v1` (no credentials needed), namespaces
+//! list, actions create/update (merging as OpenWhisk does)/get/delete/list, invoke (blocking,
+//! `result=true`, non-blocking; the `x-openwhisk-activation-id` header on each answer), activations
+//! get/result/logs and list (`name`, `skip`, `limit`, `since`, `upto`, `docs`, `count`). Basic auth on every other route, compared in constant time; JSON errors `{"error": ..., "code": <status>}`; bodies over `max_body_bytes` get 413.
 //! A thin adapter: every route is one call of [`Host`].
 //!
 //! Extensions: `?seussPath=cold|runtime|warm|hot` on invoke forces a start path (409 if unavailable);
 //! `GET /api/v1/seuss/stats` and `GET /api/v1/seuss/snapshots` show [`Host::stats`] and the snapshots.
+//!
+//! Operations: `/health` (liveness) and `/ready` (readiness, [`Host::ready`]) need no credentials;
+//! `/metrics` (Prometheus, see `metrics.rs`) is open, behind the credentials or off as `metrics` in the
+//! config says.
 
+use crate::config::MetricsAccess;
 use crate::host::{Host, HostError};
-use crate::model::{status, Activation, FunctionDef, InvokeOpts, StartPath};
+use crate::model::{
+    activation_summary, status, Activation, ActivationQuery, FunctionPatch, InvokeOpts, StartPath,
+};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -56,7 +64,8 @@ type ApiResult = Result<Response, ApiError>;
 
 /// Builds the router for `host`.
 pub fn router(host: Host) -> Router {
-    Router::new()
+    let authenticated = Router::new()
+        .route("/api/v1/namespaces", get(list_namespaces))
         .route("/api/v1/namespaces/:ns/actions", get(list_actions))
         .route(
             "/api/v1/namespaces/:ns/actions/:name",
@@ -65,6 +74,7 @@ pub fn router(host: Host) -> Router {
                 .delete(delete_action)
                 .post(invoke),
         )
+        .route("/api/v1/namespaces/:ns/activations", get(list_activations))
         .route(
             "/api/v1/namespaces/:ns/activations/:id",
             get(get_activation),
@@ -81,8 +91,23 @@ pub fn router(host: Host) -> Router {
                 StatusCode::NOT_FOUND,
                 "The requested resource does not exist.".into(),
             )
-        })
-        .layer(axum::middleware::from_fn_with_state(host.clone(), auth))
+        });
+    // As in OpenWhisk, the API description needs no credentials; nor do liveness and readiness.
+    let mut public = Router::new()
+        .route("/api/v1", get(api_info))
+        .route("/api/v1/", get(api_info))
+        .route("/health", get(health))
+        .route("/ready", get(ready));
+    let authenticated = match host.config().metrics {
+        MetricsAccess::Open => {
+            public = public.route("/metrics", get(metrics));
+            authenticated
+        }
+        MetricsAccess::Auth => authenticated.route("/metrics", get(metrics)),
+        MetricsAccess::Off => authenticated,
+    };
+    public
+        .merge(authenticated.layer(axum::middleware::from_fn_with_state(host.clone(), auth)))
         .with_state(host)
 }
 
@@ -166,6 +191,52 @@ fn flag(q: &Q, key: &str) -> bool {
     q.get(key).is_some_and(|v| v == "true" || v.is_empty())
 }
 
+/// `GET /api/v1`: what this API is (OpenWhisk's fields; seuss serves no swagger documents).
+async fn api_info() -> Response {
+    Json(json!({
+        "description": "OpenWhisk API (seuss)",
+        "api_version": "1.0.0",
+        "api_version_path": "v1",
+        "build": env!("CARGO_PKG_VERSION"),
+        "buildno": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+/// `GET /health`: liveness (the process serves requests).
+async fn health() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /ready`: 200 once [`Host::ready`], else 503.
+async fn ready(State(host): State<Host>) -> Response {
+    let ready = host.ready();
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let rt = host.list_snapshots().await.iter().any(|s| s.function.is_none());
+    (code, Json(json!({"ready": ready, "runtime_snapshot": rt}))).into_response()
+}
+
+/// `GET /metrics`: the Prometheus text exposition (OpenMetrics text, which Prometheus reads).
+async fn metrics(State(host): State<Host>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        host.metrics_text(),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/namespaces`: the caller's namespaces (seuss has one).
+async fn list_namespaces(State(host): State<Host>) -> Response {
+    Json(json!([host.config().namespace])).into_response()
+}
+
 async fn list_actions(State(host): State<Host>, Path(ns): Path<String>) -> ApiResult {
     check_ns(&host, &ns)?;
     let list: Vec<Value> = host
@@ -199,13 +270,17 @@ async fn put_action(
 ) -> ApiResult {
     check_ns(&host, &ns)?;
     let v = body_json(&host, body, false).await?;
-    let def: FunctionDef = serde_json::from_value(v).map_err(|e| {
+    let patch: FunctionPatch = serde_json::from_value(v).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
             format!("The request content was malformed: {e}"),
         )
     })?;
-    Ok(Json(host.put_function(&name, def, flag(&q, "overwrite")).await?).into_response())
+    Ok(Json(
+        host.update_function(&name, patch, flag(&q, "overwrite"))
+            .await?,
+    )
+    .into_response())
 }
 
 async fn delete_action(
@@ -218,24 +293,37 @@ async fn delete_action(
     Ok(Json(f).into_response())
 }
 
-fn invoke_response(act: Activation, result_only: bool) -> Response {
-    if act.end == 0 {
-        return (
+/// OpenWhisk's header naming the activation on every invoke answer.
+const ACTIVATION_ID_HEADER: &str = "x-openwhisk-activation-id";
+
+fn with_activation_id(id: &str, mut r: Response) -> Response {
+    if let Ok(v) = header::HeaderValue::from_str(id) {
+        r.headers_mut().insert(ACTIVATION_ID_HEADER, v);
+    }
+    r
+}
+
+fn invoke_response(act: Activation, blocking: bool, result_only: bool) -> Response {
+    let id = act.activation_id.clone();
+    let r = if !blocking || act.end == 0 {
+        (
             StatusCode::ACCEPTED,
             Json(json!({"activationId": act.activation_id})),
         )
-            .into_response();
-    }
-    let code = match act.response.status.as_str() {
-        status::SUCCESS => StatusCode::OK,
-        status::INTERNAL_ERROR => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_GATEWAY,
-    };
-    if result_only {
-        (code, Json(act.response.result)).into_response()
+            .into_response()
     } else {
-        (code, Json(act)).into_response()
-    }
+        let code = match act.response.status.as_str() {
+            status::SUCCESS => StatusCode::OK,
+            status::INTERNAL_ERROR => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        if result_only {
+            (code, Json(act.response.result)).into_response()
+        } else {
+            (code, Json(act)).into_response()
+        }
+    };
+    with_activation_id(&id, r)
 }
 
 async fn invoke(
@@ -256,14 +344,81 @@ async fn invoke(
     let act = host
         .invoke(&name, args, InvokeOpts { blocking, path })
         .await?;
-    if !blocking {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"activationId": act.activation_id})),
-        )
-            .into_response());
+    Ok(invoke_response(act, blocking, flag(&q, "result")))
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg)
+}
+
+/// A boolean query flag (`true|yes|on|1`, empty counts as true; `false|no|off|0`); anything else is a 400.
+fn strict_flag(q: &Q, key: &str) -> Result<bool, ApiError> {
+    match q.get(key).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false" | "no" | "off" | "0") => Ok(false),
+        Some("true" | "yes" | "on" | "1" | "") => Ok(true),
+        Some(v) => Err(bad(format!("The parameter '{key}' must be true or false, not '{v}'."))),
     }
-    Ok(invoke_response(act, flag(&q, "result")))
+}
+
+fn number(q: &Q, key: &str) -> Result<Option<u64>, ApiError> {
+    q.get(key)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                bad(format!(
+                    "The parameter '{key}' must be a non-negative integer, not '{v}'."
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The list query of `GET .../activations`, checked as OpenWhisk does: `limit` 0 means the largest page,
+/// above it is refused; `skip` and the epochs are non-negative integers; `name` a function name.
+fn activation_query(q: &Q) -> Result<ActivationQuery, ApiError> {
+    let limit = match number(q, "limit")? {
+        None => ActivationQuery::DEFAULT_LIMIT,
+        Some(0) => ActivationQuery::MAX_LIMIT,
+        Some(n) if n <= ActivationQuery::MAX_LIMIT as u64 => n as usize,
+        Some(n) => {
+            return Err(bad(format!(
+                "The value '{n}' is not in the range of 0 to {} for 'limit'.",
+                ActivationQuery::MAX_LIMIT
+            )))
+        }
+    };
+    let skip = number(q, "skip")?.map_or(Ok(0), |n| {
+        usize::try_from(n).map_err(|_| bad(format!("'skip' {n} is too large.")))
+    })?;
+    let name = match q.get("name").map(|n| n.trim()) {
+        None | Some("") => None,
+        Some(n) if crate::store::valid_name(n) => Some(n.to_string()),
+        Some(n) => return Err(bad(format!("The name filter '{n}' is not a valid name."))),
+    };
+    Ok(ActivationQuery {
+        name,
+        skip,
+        limit,
+        since: number(q, "since")?,
+        upto: number(q, "upto")?,
+    })
+}
+
+async fn list_activations(State(host): State<Host>, Path(ns): Path<String>, q: Q) -> ApiResult {
+    check_ns(&host, &ns)?;
+    let query = activation_query(&q)?;
+    let (docs, count) = (strict_flag(&q, "docs")?, strict_flag(&q, "count")?);
+    if docs && count {
+        return Err(bad("The parameters 'docs' and 'count' cannot be combined.".into()));
+    }
+    if count {
+        let n = host.count_activations(&query).await?;
+        return Ok(Json(json!({ "activations": n })).into_response());
+    }
+    let list = host.list_activations(&query).await?;
+    if docs {
+        return Ok(Json(list).into_response());
+    }
+    Ok(Json(list.iter().map(activation_summary).collect::<Vec<_>>()).into_response())
 }
 
 async fn get_activation(

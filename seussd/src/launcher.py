@@ -157,7 +157,8 @@ def after_doorbell(cookie, announce=True):
             threading.main_thread()._set_native_id()
         except Exception:
             pass
-        # Descriptors above the protocol ones belong to the stub (e.g. its /dev/seuss): drop them.
+        # Descriptors above the protocol ones belong to the stub: drop them. (Its /dev/seuss is not among
+        # them any more: a successful deploy closes every /dev/seuss descriptor of the deployed child.)
         os.closerange(CONTROL_FD + 1, 65536)
     if announce:
         send_control({"ready": os.getpid(), "cookie": cookie, "resumed_ns": resumed,

@@ -75,6 +75,74 @@ pub struct FunctionDef {
     pub limits: Limits,
 }
 
+/// The body of an update (`PUT ...?overwrite=true`), every field optional as in OpenWhisk: what is given
+/// replaces the stored value (each limit on its own, annotations key by key), the rest is kept.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct FunctionPatch {
+    #[serde(default)]
+    pub exec: Option<Exec>,
+    #[serde(default)]
+    pub parameters: Option<Vec<KeyValue>>,
+    #[serde(default)]
+    pub annotations: Option<Vec<KeyValue>>,
+    #[serde(default)]
+    pub limits: Option<LimitsPatch>,
+}
+
+/// The limits of a [`FunctionPatch`]; each absent one keeps its stored (or default) value.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct LimitsPatch {
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub memory: Option<u64>,
+    #[serde(default)]
+    pub logs: Option<u64>,
+}
+
+impl FunctionPatch {
+    /// The definition this patch makes of `old` (a create when `None`, which needs `exec`).
+    pub fn apply(self, old: Option<&FunctionInfo>) -> Result<FunctionDef, String> {
+        let base = old.map(|f| FunctionDef {
+            exec: f.exec.clone(),
+            parameters: f.parameters.clone(),
+            annotations: f.annotations.clone(),
+            limits: f.limits.clone(),
+        });
+        let exec = match (self.exec, &base) {
+            (Some(e), _) => e,
+            (None, Some(b)) => b.exec.clone(),
+            (None, None) => return Err("exec undefined".into()),
+        };
+        let old_limits = base.as_ref().map(|b| b.limits.clone()).unwrap_or_default();
+        let limits = match self.limits {
+            None => old_limits,
+            Some(l) => Limits {
+                timeout: l.timeout.unwrap_or(old_limits.timeout),
+                memory: l.memory.unwrap_or(old_limits.memory),
+                logs: l.logs.unwrap_or(old_limits.logs),
+            },
+        };
+        let parameters = self
+            .parameters
+            .or_else(|| base.as_ref().map(|b| b.parameters.clone()))
+            .unwrap_or_default();
+        let mut annotations = base.map(|b| b.annotations).unwrap_or_default();
+        for a in self.annotations.unwrap_or_default() {
+            match annotations.iter_mut().find(|o| o.key == a.key) {
+                Some(o) => o.value = a.value,
+                None => annotations.push(a),
+            }
+        }
+        Ok(FunctionDef {
+            exec,
+            parameters,
+            annotations,
+            limits,
+        })
+    }
+}
+
 /// A stored function (OpenWhisk's action record).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct FunctionInfo {
@@ -101,16 +169,30 @@ impl FunctionInfo {
     }
 }
 
-/// `response` of an activation.
+/// `response` of an activation, as OpenWhisk's API shows it: the status as text (the numeric code is only in
+/// list summaries, see [`ActivationResponse::status_code`]). Records written before carry a `statusCode`
+/// field here too; it is ignored when they are read.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ActivationResponse {
     /// `success | application error | action developer error | whisk internal error`.
     pub status: String,
-    /// 0 success, 1 application error, 2 developer error, 3 internal error.
-    pub status_code: u32,
     pub success: bool,
     pub result: Value,
+}
+
+impl ActivationResponse {
+    /// OpenWhisk's numeric code of `status`: 0 success, 1 application error, 2 developer error, 3 internal
+    /// error; `None` for a record still running.
+    pub fn status_code(&self) -> Option<u32> {
+        match self.status.as_str() {
+            status::SUCCESS => Some(0),
+            status::APPLICATION_ERROR => Some(1),
+            status::DEVELOPER_ERROR => Some(2),
+            status::INTERNAL_ERROR => Some(3),
+            _ => None,
+        }
+    }
 }
 
 /// OpenWhisk activation statuses.
@@ -132,12 +214,17 @@ pub struct Activation {
     pub version: String,
     pub subject: String,
     pub activation_id: String,
+    /// When the activation began getting its instance (ms since the epoch); the time queued before it is
+    /// the `waitTime` annotation. A pending record carries the time of the request.
     pub start: u64,
     pub end: u64,
     pub duration: u64,
     pub response: ActivationResponse,
     pub logs: Vec<String>,
-    /// Includes `startPath` (`cold|runtime|warm|hot`), `path`, `kind`, `limits`, `waitTime`, `initTime`.
+    /// OpenWhisk's `path`, `kind`, `limits`, `waitTime` (ms from the request to `start`), `initTime` (ms
+    /// spent importing the function's code in a new instance: cold and runtime starts only, which OpenWhisk
+    /// tools count as cold starts) and `timeout: true` when a time limit ended it; seuss's own `startPath`
+    /// (`cold|runtime|warm|hot`).
     pub annotations: Vec<KeyValue>,
     pub publish: bool,
 }
@@ -165,7 +252,6 @@ impl Activation {
             duration: 1,
             response: ActivationResponse {
                 status: "success".into(),
-                status_code: 0,
                 success: true,
                 result: serde_json::json!({ "i": id }),
             },
@@ -174,6 +260,69 @@ impl Activation {
             publish: false,
         }
     }
+}
+
+/// Which finished activation records a list returns (OpenWhisk's `GET .../activations` query).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ActivationQuery {
+    /// Only records of this function.
+    pub name: Option<String>,
+    /// Records skipped, newest first.
+    pub skip: usize,
+    /// Records returned at most.
+    pub limit: usize,
+    /// Only records with `start >= since` (ms since the epoch).
+    pub since: Option<u64>,
+    /// Only records with `start <= upto` (ms since the epoch).
+    pub upto: Option<u64>,
+}
+
+impl Default for ActivationQuery {
+    fn default() -> Self {
+        Self {
+            name: None,
+            skip: 0,
+            limit: Self::DEFAULT_LIMIT,
+            since: None,
+            upto: None,
+        }
+    }
+}
+
+impl ActivationQuery {
+    /// OpenWhisk's default page size.
+    pub const DEFAULT_LIMIT: usize = 30;
+    /// OpenWhisk's largest page size.
+    pub const MAX_LIMIT: usize = 200;
+
+    /// True if `a` passes the filters (not skip and limit).
+    pub fn matches(&self, a: &Activation) -> bool {
+        !matches!(&self.name, Some(n) if n != &a.name)
+            && !matches!(self.since, Some(s) if a.start < s)
+            && !matches!(self.upto, Some(u) if a.start > u)
+    }
+}
+
+/// The list form of an activation record without `docs` (OpenWhisk's summary view: no response, logs or
+/// subject; the numeric status code instead).
+pub fn activation_summary(a: &Activation) -> Value {
+    let mut v = serde_json::json!({
+        "namespace": a.namespace,
+        "name": a.name,
+        "version": a.version,
+        "publish": a.publish,
+        "annotations": a.annotations,
+        "activationId": a.activation_id,
+        "start": a.start,
+    });
+    if a.end != 0 {
+        v["end"] = a.end.into();
+        v["duration"] = a.duration.into();
+    }
+    if let Some(c) = a.response.status_code() {
+        v["statusCode"] = c.into();
+    }
+    v
 }
 
 /// How an activation's instance was obtained.
@@ -262,4 +411,108 @@ pub enum HostEvent {
         name: String,
         change: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored() -> FunctionInfo {
+        FunctionInfo {
+            namespace: "guest".into(),
+            name: "f".into(),
+            version: "0.0.3".into(),
+            publish: false,
+            exec: Exec {
+                kind: "python:3".into(),
+                code: Some("def main(a): return a".into()),
+                main: None,
+                binary: false,
+            },
+            parameters: vec![KeyValue::new("p", 1)],
+            annotations: vec![KeyValue::new("a", 1), KeyValue::new("b", 2)],
+            limits: Limits {
+                timeout: 5000,
+                memory: 512,
+                logs: 5,
+            },
+            updated: 1,
+        }
+    }
+
+    fn patch(v: serde_json::Value) -> FunctionPatch {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn an_update_without_exec_keeps_the_code_and_replaces_what_is_given() {
+        let old = stored();
+        let d = patch(json!({"parameters": [{"key": "k", "value": "v"}]}))
+            .apply(Some(&old))
+            .unwrap();
+        assert_eq!(d.exec, old.exec);
+        assert_eq!(d.parameters, vec![KeyValue::new("k", "v")]);
+        assert_eq!(d.annotations, old.annotations);
+        assert_eq!(d.limits, old.limits);
+        // Each limit on its own; annotations by key (a given one replaces, a new one is added).
+        let d = patch(json!({"limits": {"memory": 256}, "annotations": [{"key": "b", "value": 9}, {"key": "c", "value": 3}]}))
+            .apply(Some(&old))
+            .unwrap();
+        assert_eq!(
+            d.limits,
+            Limits {
+                timeout: 5000,
+                memory: 256,
+                logs: 5
+            }
+        );
+        assert_eq!(d.parameters, old.parameters);
+        assert_eq!(
+            d.annotations,
+            vec![
+                KeyValue::new("a", 1),
+                KeyValue::new("b", 9),
+                KeyValue::new("c", 3)
+            ]
+        );
+        // An empty list clears the parameters.
+        let d = patch(json!({"parameters": []})).apply(Some(&old)).unwrap();
+        assert!(d.parameters.is_empty());
+    }
+
+    #[test]
+    fn a_create_needs_exec_and_takes_defaults() {
+        assert!(patch(json!({"parameters": []})).apply(None).is_err());
+        let d =
+            patch(json!({"exec": {"kind": "python:3", "code": "x"}, "limits": {"timeout": 1000}}))
+                .apply(None)
+                .unwrap();
+        assert_eq!(
+            d.limits,
+            Limits {
+                timeout: 1000,
+                ..Limits::default()
+            }
+        );
+        assert!(d.parameters.is_empty() && d.annotations.is_empty());
+    }
+
+    #[test]
+    fn status_codes_follow_openwhisk() {
+        let mut r = ActivationResponse {
+            status: status::APPLICATION_ERROR.into(),
+            success: false,
+            result: json!({}),
+        };
+        assert_eq!(r.status_code(), Some(1));
+        r.status = status::PENDING.into();
+        assert_eq!(r.status_code(), None);
+        // Records written with the old `statusCode` field still read.
+        let old: ActivationResponse = serde_json::from_value(
+            json!({"status": "success", "statusCode": 0, "success": true, "result": {}}),
+        )
+        .unwrap();
+        assert_eq!(old.status_code(), Some(0));
+    }
 }

@@ -157,6 +157,7 @@ impl Proc {
         let ctl_child_fd = c_ctl.as_raw_fd();
         let cg = spec.cgroup_procs.as_deref().map(cstring).transpose()?;
         let cred = spec.cred;
+        let parent = std::process::id() as libc::pid_t;
 
         let mut cmd = tokio::process::Command::new(&spec.program);
         cmd.args(&spec.args)
@@ -196,6 +197,10 @@ impl Proc {
                     }
                 }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                // seussd killed before the signal was set: nothing would end this process.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("seussd exited"));
+                }
                 Ok(())
             });
         }

@@ -60,6 +60,11 @@ impl Saver {
         self.pending.lock().get(id).cloned()
     }
 
+    /// The records not yet on disk that `keep` accepts.
+    pub fn pending_matching(&self, keep: impl Fn(&Activation) -> bool) -> Vec<Activation> {
+        self.pending.lock().values().filter(|a| keep(a)).cloned().collect()
+    }
+
     /// Waits until every record queued so far is written (or failed), at most `limit`; true if so.
     pub fn wait_saved(&self, limit: Duration) -> bool {
         let end = Instant::now() + limit;

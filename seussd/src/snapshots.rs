@@ -5,6 +5,7 @@
 use crate::host::{FunctionInfo, HostError, HostEvent, Inner, SnapRec, SnapshotInfo};
 use crate::proc::{Line, Proc};
 use crate::starts::StartError;
+use crate::testhook;
 use crate::util::now_ms;
 use nix::errno::Errno;
 use serde::Deserialize;
@@ -27,12 +28,14 @@ pub(crate) struct Doorbell {
 
 impl Inner {
     /// Arms the doorbell, lets the launcher ring it, captures; the task is then killed or resumed.
+    /// `subject` (a function name, or `runtime`) only names the capture for logs and test hooks.
     pub(crate) async fn capture_at(
         &self,
         p: &mut Proc,
         db: &Doorbell,
         kill: bool,
         deadline: Instant,
+        subject: &str,
     ) -> Result<u64, String> {
         let eng = self.engine.clone().ok_or("no snapshot engine")?;
         let blocking = |f: Box<dyn FnOnce() -> Result<u64, Errno> + Send>| async move {
@@ -88,8 +91,25 @@ impl Inner {
                 }
             }
         }
+        if testhook::fires("capture-before", subject) {
+            testhook::stop("capture-before", subject).await;
+        }
         let e = eng.clone();
-        let snap = blocking(Box::new(move || e.capture(freeze))).await;
+        let in_ioctl = testhook::fires("capture-during", subject).then(|| subject.to_string());
+        let snap = blocking(Box::new(move || {
+            if let Some(s) = &in_ioctl {
+                testhook::kill_inside_syscall("capture-during", s, libc::SYS_ioctl);
+            }
+            let r = e.capture(freeze);
+            if in_ioctl.is_some() {
+                testhook::returned();
+            }
+            r
+        }))
+        .await;
+        if snap.is_ok() && testhook::fires("capture-after", subject) {
+            testhook::stop("capture-after", subject).await;
+        }
         if let Err(err) = release(kill).await {
             tracing::warn!("releasing freeze {freeze}: {err}");
         }
@@ -104,9 +124,14 @@ impl Inner {
         db: &Doorbell,
     ) -> Result<(), String> {
         let eng = self.engine.clone().ok_or("no snapshot engine")?;
-        let stat = eng
-            .snap_info(id)
-            .map_err(|e| format!("snap_info {id}: {e}"))?;
+        let stat = match eng.snap_info(id) {
+            Ok(s) => s,
+            Err(e) => {
+                // Not kept: free it, or nothing would ever name it again.
+                let _ = eng.snap_release(id);
+                return Err(format!("snap_info {id}: {e}"));
+            }
+        };
         let now = now_ms();
         let rec = SnapRec {
             info: SnapshotInfo {
@@ -211,7 +236,7 @@ impl Inner {
         };
         let snap = match db {
             Ok(db) => self
-                .capture_at(&mut p, &db, true, deadline)
+                .capture_at(&mut p, &db, true, deadline, "runtime")
                 .await
                 .map(|s| (s, db)),
             Err(e) => Err(e),
@@ -262,28 +287,58 @@ impl Inner {
             .ok_or_else(|| HostError::Internal("the capture failed; see seussd's log".into()))
     }
 
-    /// Re-adopts the snapshots of the index that are still alive in the kernel and match the current runtime
-    /// key and function revisions; frees the other ones (children first).
+    /// The uid that owns the snapshots this seussd captures: the kernel records the captured task's real
+    /// uid, and every task seussd captures runs as the instance user (as seussd's own user when seussd is
+    /// not root).
+    pub(crate) fn snapshot_owner(&self) -> u32 {
+        self.cred.map_or_else(|| nix::unistd::getuid().as_raw(), |(u, _)| u)
+    }
+
+    /// Re-adopts the snapshots of the index that are still alive in the kernel (the same snapshot: same
+    /// parent, private pages and owner, not another one that got its id after a module reload) and match
+    /// the current runtime key and function revisions. Then releases, children first, every other live
+    /// snapshot that is seussd's: listed in the index, or owned by the instance user. Snapshots outlive the
+    /// process that captured them, so this is what frees those a crashed seussd left behind, including
+    /// any captured after its last index write (e.g. killed between a CAPTURE and the index update).
     pub(crate) fn adopt_snapshots(&self) {
-        let Some(idx) = self
-            .store
-            .load_json::<crate::host::SnapIndex>("snapshots.json")
-        else {
-            return;
-        };
         let Some(eng) = self.engine.clone() else {
             return;
         };
-        let live: std::collections::HashSet<u64> =
-            eng.snap_list().unwrap_or_default().into_iter().collect();
+        let idx = self
+            .store
+            .load_json::<crate::host::SnapIndex>("snapshots.json")
+            .unwrap_or_default();
+        let owner = self.snapshot_owner();
+        let live: std::collections::BTreeMap<u64, Option<crate::engine::SnapStat>> = match eng.snap_list() {
+            Ok(ids) => ids.into_iter().map(|id| (id, eng.snap_info(id).ok())).collect(),
+            Err(e) => {
+                tracing::warn!("listing the kernel's snapshots: {e}; adopting none");
+                Default::default()
+            }
+        };
+        // The indexed snapshot itself, still alive (not another one with its id)...
+        let alive = |r: &SnapRec| {
+            live.get(&r.info.id)
+                .copied()
+                .flatten()
+                .is_some_and(|s| s.parent == r.info.parent && s.private_pages == r.info.private_pages)
+        };
+        // ...and deployable by this run's stubs (the owner may only differ if instance_user changed).
+        let same = |r: &SnapRec| {
+            alive(r) && live.get(&r.info.id).copied().flatten().is_some_and(|s| s.uid == owner)
+        };
         let mut st = self.lock();
-        let root = idx.snapshots.iter().find(|r| {
-            r.info.function.is_none() && idx.key == self.runtime_key && live.contains(&r.info.id)
-        });
-        let root_id = root.map(|r| r.info.id);
-        let mut drop = Vec::new();
+        let root_id = idx
+            .snapshots
+            .iter()
+            .find(|r| r.info.function.is_none() && idx.key == self.runtime_key && same(r))
+            .map(|r| r.info.id);
+        let mut indexed = std::collections::HashSet::new();
         for r in &idx.snapshots {
-            let keep = live.contains(&r.info.id)
+            if alive(r) {
+                indexed.insert(r.info.id);
+            }
+            let keep = same(r)
                 && idx.key == self.runtime_key
                 && match &r.info.function {
                     None => Some(r.info.id) == root_id,
@@ -302,20 +357,53 @@ impl Inner {
                         st.functions.get_mut(name).expect("checked").snap = Some(r.info.id)
                     }
                 }
-            } else if live.contains(&r.info.id) {
-                drop.push((r.info.function.is_none(), r.info.id));
             }
         }
         // A smaller budget than before: evict (function snapshots first, by the usual score) until it fits.
         if let Some(ev) = crate::budget::make_room(&mut st, self.cfg.budget_bytes(), 0) {
-            drop.extend(ev.snaps.into_iter().map(|id| (false, id)));
+            indexed.extend(ev.snaps);
         }
-        drop.sort();
-        for (_, id) in drop {
-            if let Err(e) = eng.snap_release(id) {
-                tracing::warn!("releasing stale snapshot {id}: {e}");
+        let adopted = st.snaps.len();
+        drop(st);
+        let (mut ours, mut foreign) = (Vec::new(), 0);
+        for (&id, stat) in &live {
+            if self.lock().snaps.contains_key(&id) {
+                continue;
+            }
+            match stat {
+                Some(s) if s.uid == owner || indexed.contains(&id) => ours.push(id),
+                Some(_) => foreign += 1,
+                None => {}
             }
         }
-        tracing::info!("re-adopted {} snapshots", st.snaps.len());
+        let unindexed = ours.iter().filter(|id| !indexed.contains(id)).count();
+        let tried = ours.len();
+        let left = release_tree(eng.as_ref(), ours);
+        tracing::info!(
+            "re-adopted {adopted} snapshots; released {} other snapshots of seussd's (instance uid {owner}; \
+             {unindexed} of them not in the index: left by an earlier run){}{}",
+            tried - left.len(),
+            if foreign > 0 { format!("; {foreign} of other users left alone") } else { String::new() },
+            if left.is_empty() { String::new() } else { format!("; could not release {left:?}") },
+        );
+    }
+}
+
+/// Releases `ids`, each after its children among them (a parent is EBUSY while it has children): passes
+/// until nothing more goes. Returns the ids it could not release.
+fn release_tree(eng: &dyn crate::engine::SnapshotEngine, mut ids: Vec<u64>) -> Vec<u64> {
+    loop {
+        let before = ids.len();
+        ids.retain(|&id| match eng.snap_release(id) {
+            Ok(()) | Err(Errno::ENOENT) => false,
+            Err(Errno::EBUSY) => true,
+            Err(e) => {
+                tracing::warn!("releasing snapshot {id}: {e}");
+                true
+            }
+        });
+        if ids.is_empty() || ids.len() == before {
+            return ids;
+        }
     }
 }

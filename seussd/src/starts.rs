@@ -25,6 +25,8 @@ pub(crate) struct Started {
     pub inst: Instance,
     pub path: StartPath,
     pub logs: Vec<String>,
+    /// Time this start took once it had its deploy slot (0 for hot): the instance began the activation
+    /// this long ago.
     pub init_ms: u64,
     /// The run message was already written to the instance's stdin (the warm path queues it before the
     /// deploy, saving round trips); only its reply remains to be read.
@@ -43,6 +45,8 @@ pub(crate) enum StartError {
         path: StartPath,
         logs: Vec<String>,
         error: String,
+        /// The init did not answer within `init_timeout_ms`.
+        timed_out: bool,
     },
     /// A deploy failed (the caller may fall back to cold).
     Deploy(String),
@@ -112,8 +116,16 @@ impl Inner {
     }
 
     /// Waits for the launcher's `{"ready": pid, ...}` control line (or a stub's `error ...` line); returns it.
-    pub(crate) async fn wait_ready(&self, p: &mut Proc, deadline: Instant) -> Result<Value, String> {
-        match self.wait_deployed(p, deadline, false).await.map_err(|e| e.to_string())? {
+    pub(crate) async fn wait_ready(
+        &self,
+        p: &mut Proc,
+        deadline: Instant,
+    ) -> Result<Value, String> {
+        match self
+            .wait_deployed(p, deadline, false)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             crate::deploy::DeployEvent::Ready(v) => Ok(v),
             crate::deploy::DeployEvent::Result(_) => unreachable!("result lines are not watched"),
         }
@@ -149,6 +161,7 @@ impl Inner {
         path: StartPath,
         t0: Instant,
     ) -> Result<Started, StartError> {
+        let timed_out = matches!(reply.result, Err(crate::reply::ReplyError::TimedOut));
         let err = match reply.result {
             Ok(v) if v.get("ok") == Some(&Value::Bool(true)) => {
                 self.lock().busy += 1;
@@ -177,6 +190,7 @@ impl Inner {
             path,
             logs: reply.logs,
             error: err,
+            timed_out,
         })
     }
 
@@ -314,7 +328,9 @@ impl Inner {
         // The child runs a queued message the moment it resumes and may answer it without a ready line:
         // from then on the function's own time limit applies.
         let run_deadline = t0 + Duration::from_millis(f.limits.timeout);
-        let d = self.deploy(&snap, f, deadline, run, Some(run_deadline)).await?;
+        let d = self
+            .deploy(&snap, f, deadline, run, Some(run_deadline))
+            .await?;
         let mut p = d.proc;
         let run_sent = d.queued
             || match run {
@@ -377,7 +393,7 @@ impl Inner {
                 Ok(Ev::Result(l)) => first = Some(l),
                 Ok(Ev::Ctl(Some(Line::Data(d)))) => match serde_json::from_slice::<Doorbell>(&d) {
                     Ok(db) => {
-                        match self.capture_at(&mut p, &db, false, deadline).await {
+                        match self.capture_at(&mut p, &db, false, deadline, &f.name).await {
                             Ok(snap) => {
                                 if let Err(e) = self.record_snapshot(snap, Some(f), &db).await {
                                     tracing::warn!("function snapshot of {} not kept: {e}", f.name);

@@ -164,6 +164,24 @@ impl Store {
         first.and(dir)
     }
 
+    /// Every stored record `keep` accepts (a scan of the directory; temporary and unreadable files and
+    /// files not named for their record are skipped).
+    pub fn load_activations(&self, keep: impl Fn(&Activation) -> bool) -> Vec<Activation> {
+        let Ok(rd) = fs::read_dir(self.root.join("activations")) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(".json")?;
+                if !is_activation_id(id) {
+                    return None;
+                }
+                read_json::<Activation>(&e.path()).filter(|a| a.activation_id == id && keep(a))
+            })
+            .collect()
+    }
+
     pub fn load_activation(&self, id: &str) -> Option<Activation> {
         if !is_activation_id(id) {
             return None;

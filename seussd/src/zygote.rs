@@ -30,13 +30,26 @@ impl Zygote {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
-        let child = std::process::Command::new(stub)
-            .arg("--zygote")
+        let parent = std::process::id() as libc::pid_t;
+        let mut cmd = std::process::Command::new(stub);
+        cmd.arg("--zygote")
             .args(args)
             .env_clear()
             .current_dir("/")
-            .stdin(std::process::Stdio::from(theirs))
-            .spawn()?;
+            .stdin(std::process::Stdio::from(theirs));
+        // SAFETY: runs in the forked child before exec, async-signal-safe calls only. The parent-death
+        // signal (kept across the exec: no credential change) ties the zygote, and so its stubs, to
+        // seussd; a seussd that died before it was set would leave it running, hence the check.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("seussd exited"));
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
         Ok(Self {
             sock: Mutex::new(ours),
             child,

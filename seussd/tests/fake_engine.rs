@@ -5,125 +5,14 @@
 
 mod common;
 
+use common::fake::Fake;
 use common::*;
-use nix::errno::Errno;
 use serde_json::json;
-use seussd::engine::{SnapStat, SnapshotEngine};
+use seussd::engine::SnapStat;
 use seussd::host::{HostError, HostEvent, InvokeOpts};
 use seussd::proc::{Proc, SpawnSpec};
-use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use uapi::FreezeState;
-
-#[derive(Default)]
-struct Fake {
-    freezes: Mutex<HashMap<u64, (i32, u64)>>,
-    snaps: Mutex<BTreeMap<u64, SnapStat>>,
-    released: Mutex<Vec<u64>>,
-    killed: Mutex<Vec<i32>>,
-    next: Mutex<u64>,
-    /// Make the next capture fail (like ENOSPC at the module's page cap).
-    fail_capture: std::sync::atomic::AtomicBool,
-}
-
-fn read_u64(pid: i32, addr: u64) -> Option<u64> {
-    let f = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
-    let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, addr).ok()?;
-    Some(u64::from_ne_bytes(b))
-}
-
-impl SnapshotEngine for Fake {
-    fn arm_write(&self, pid: i32, addr: u64) -> Result<u64, Errno> {
-        // The bell must be a live, zeroed cell of that process.
-        if read_u64(pid, addr) != Some(0) {
-            return Err(Errno::EFAULT);
-        }
-        let mut n = self.next.lock().unwrap();
-        *n += 1;
-        self.freezes.lock().unwrap().insert(*n, (pid, addr));
-        Ok(*n)
-    }
-    fn wait(&self, freeze: u64, timeout_ms: u32) -> Result<FreezeState, Errno> {
-        let (pid, addr) = *self
-            .freezes
-            .lock()
-            .unwrap()
-            .get(&freeze)
-            .ok_or(Errno::ENOENT)?;
-        let end = std::time::Instant::now() + Duration::from_millis(timeout_ms.into());
-        while std::time::Instant::now() < end {
-            match read_u64(pid, addr) {
-                Some(1) => return Ok(FreezeState::Frozen { ip: 0 }),
-                None => return Ok(FreezeState::Dead),
-                _ => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        Err(Errno::ETIMEDOUT)
-    }
-    fn capture(&self, freeze: u64) -> Result<u64, Errno> {
-        self.freezes
-            .lock()
-            .unwrap()
-            .get(&freeze)
-            .ok_or(Errno::EAGAIN)?;
-        if self.fail_capture.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            return Err(Errno::ENOSPC);
-        }
-        let mut n = self.next.lock().unwrap();
-        *n += 1;
-        self.snaps.lock().unwrap().insert(
-            *n,
-            SnapStat {
-                parent: None,
-                uid: 0,
-                private_pages: 100,
-                unchanged_pages: 0,
-                children: 0,
-            },
-        );
-        Ok(*n)
-    }
-    fn release(&self, freeze: u64, kill: bool) -> Result<(), Errno> {
-        let (pid, _) = self
-            .freezes
-            .lock()
-            .unwrap()
-            .remove(&freeze)
-            .ok_or(Errno::ENOENT)?;
-        if kill {
-            self.killed.lock().unwrap().push(pid);
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-        }
-        Ok(())
-    }
-    fn snap_info(&self, id: u64) -> Result<SnapStat, Errno> {
-        self.snaps
-            .lock()
-            .unwrap()
-            .get(&id)
-            .copied()
-            .ok_or(Errno::ENOENT)
-    }
-    fn snap_list(&self) -> Result<Vec<u64>, Errno> {
-        Ok(self.snaps.lock().unwrap().keys().copied().collect())
-    }
-    fn snap_release(&self, id: u64) -> Result<(), Errno> {
-        self.snaps
-            .lock()
-            .unwrap()
-            .remove(&id)
-            .ok_or(Errno::ENOENT)?;
-        self.released.lock().unwrap().push(id);
-        Ok(())
-    }
-    fn dirty(&self, _pid: i32) -> Result<(u64, u64), Errno> {
-        Err(Errno::ENOTTY)
-    }
-}
 
 async fn wait_for_snapshots(h: &seussd::host::Host, n: usize) -> Vec<seussd::host::SnapshotInfo> {
     for _ in 0..400 {
@@ -245,6 +134,50 @@ async fn snapshots_are_readopted_or_dropped_on_restart() {
     assert!(fake.released.lock().unwrap().contains(&id));
     let s = wait_for_snapshots(&h, 1).await;
     assert_ne!(s[0].id, id);
+}
+
+/// Snapshots outlive the seussd that captured them: one killed after a CAPTURE but before its index write
+/// leaves snapshots nobody lists. A new seussd releases every snapshot of its instance user it does not
+/// re-adopt (children first), keeps the indexed one that is still the same snapshot, and leaves other
+/// users' snapshots alone; an index entry whose id now names another snapshot (e.g. after a module reload)
+/// is not adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_a_crash_left_behind_are_released_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(Fake::default());
+    let rt = {
+        let h = host_with(fake_config(dir.path()), Some(fake.clone())).await;
+        let id = wait_for_snapshots(&h, 1).await[0].id;
+        h.shutdown().await;
+        id
+    };
+    let owner = fake.snaps.lock().unwrap()[&rt].uid;
+    let stat = |parent, uid| SnapStat { parent, uid, private_pages: 7, unchanged_pages: 0, children: 0 };
+    {
+        let mut snaps = fake.snaps.lock().unwrap();
+        snaps.insert(1000, stat(None, owner)); // a runtime capture never indexed
+        snaps.insert(1001, stat(Some(rt), owner)); // a function capture of the adopted runtime, never indexed
+        snaps.insert(1002, stat(Some(1000), owner)); // and a child of the unindexed one
+        snaps.insert(1003, stat(None, owner.wrapping_add(1))); // another user's
+    }
+    let h = host_with(fake_config(dir.path()), Some(fake.clone())).await;
+    let released = fake.released.lock().unwrap().clone();
+    let pos = |id| released.iter().position(|&r| r == id);
+    assert!(pos(1000).is_some() && pos(1001).is_some() && pos(1002).is_some(), "{released:?}");
+    assert!(pos(1002) < pos(1000), "children first: {released:?}");
+    assert_eq!(pos(1003), None, "another user's snapshot is not seussd's");
+    assert_eq!(pos(rt), None);
+    assert_eq!(h.list_snapshots().await.iter().map(|s| s.id).collect::<Vec<_>>(), vec![rt]);
+    assert_eq!(fake.snaps.lock().unwrap().keys().copied().collect::<Vec<_>>(), vec![rt, 1003]);
+    h.shutdown().await;
+
+    // The indexed id now names a different snapshot (other page count): not adopted, released, rebuilt.
+    fake.snaps.lock().unwrap().get_mut(&rt).unwrap().private_pages = 55;
+    let h = host_with(fake_config(dir.path()), Some(fake.clone())).await;
+    assert!(fake.released.lock().unwrap().contains(&rt));
+    let s = wait_for_snapshots(&h, 1).await;
+    assert_ne!(s[0].id, rt);
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,6 +348,8 @@ async fn runtime_path_captures_the_function_snapshot_at_the_init_doorbell() {
         .unwrap();
     assert_eq!(a.response.result, json!({"twice": 42}), "{a:?}");
     assert_eq!(a.annotation("startPath"), Some(&json!("runtime")));
+    // The runtime path initialises the function's code in a new instance: an OpenWhisk cold start.
+    assert!(a.annotation("initTime").and_then(|v| v.as_u64()).is_some_and(|t| t >= 1 && t <= a.duration));
     assert!(
         a.logs.iter().any(|l| l.ends_with("stdout: importing f")),
         "{:?}",

@@ -55,8 +55,9 @@ fn cred(args: &[String]) -> Result<Option<(u32, u32)>, String> {
 }
 
 /// Becomes the instance user and asks to die with the parent (after setuid: a credential change clears
-/// the parent-death signal).
-fn drop_privileges(cred: Option<(u32, u32)>) -> Result<(), String> {
+/// the parent-death signal). `parent` is the pid the parent had while it was known alive: if it died
+/// before the signal was asked for, nothing would ever kill this process, so it exits now.
+fn drop_privileges(cred: Option<(u32, u32)>, parent: libc::pid_t) -> Result<(), String> {
     if let Some((uid, gid)) = cred {
         let gid = nix::unistd::Gid::from_raw(gid);
         nix::unistd::setgroups(&[gid])
@@ -66,6 +67,10 @@ fn drop_privileges(cred: Option<(u32, u32)>) -> Result<(), String> {
     }
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        std::process::exit(0);
+    }
     Ok(())
 }
 
@@ -119,6 +124,10 @@ fn wait_and_deploy(dev: &uapi::Device) -> ! {
 }
 
 fn main() {
+    // Spawned by seussd, whose parent-death signal (set before the exec) holds until the setuid below:
+    // the parent is alive now, or this process is already being killed.
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
     let args: Vec<String> = std::env::args().collect();
     let device = arg(&args, "--device").unwrap_or_else(|| uapi::DEVICE_PATH.to_string());
     let cred = cred(&args).unwrap_or_else(|e| fail(&e, 64));
@@ -127,7 +136,7 @@ fn main() {
     if args.iter().any(|a| a == "--zygote") {
         zygote(dev, cred);
     }
-    if let Err(e) = drop_privileges(cred) {
+    if let Err(e) = drop_privileges(cred, parent) {
         fail(&e, 70);
     }
     wait_and_deploy(&dev)
@@ -153,6 +162,7 @@ fn zygote(dev: uapi::Device, cred: Option<(u32, u32)>) -> ! {
     let dev = uapi::Device::from_fd(unsafe { OwnedFd::from_raw_fd(high) });
     // SAFETY: plain signal disposition and prctl calls. Ignoring SIGCHLD lets the kernel reap the stubs
     // (seussd watches them through pidfds); the parent-death signal ties the zygote to seussd.
+    // (seussd asked for the signal before the exec too, and checked it was still the parent then.)
     unsafe {
         libc::signal(libc::SIGCHLD, libc::SIG_IGN);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
@@ -188,9 +198,10 @@ fn zygote(dev: uapi::Device, cred: Option<(u32, u32)>) -> ! {
             continue;
         }
         let cgroup = std::ffi::CString::new(&buf[1..n]).ok();
+        let zygote_pid = std::process::id() as libc::pid_t;
         // SAFETY: the zygote is single-threaded, so the child may do anything after fork.
         match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => become_stub(&dev, fds, cgroup, cred),
+            Ok(nix::unistd::ForkResult::Child) => become_stub(&dev, fds, cgroup, cred, zygote_pid),
             Ok(nix::unistd::ForkResult::Parent { child }) => {
                 drop(fds);
                 // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
@@ -215,6 +226,7 @@ fn become_stub(
     fds: Vec<OwnedFd>,
     cgroup: Option<std::ffi::CString>,
     cred: Option<(u32, u32)>,
+    zygote_pid: libc::pid_t,
 ) -> ! {
     // SAFETY: plain descriptor calls on descriptors this process owns. Every received descriptor is first
     // moved above 64 so that no dup2 onto 0-4 can clobber one not yet placed.
@@ -238,7 +250,9 @@ fn become_stub(
             }
         }
     }
-    if let Err(e) = drop_privileges(cred) {
+    // A fork does not inherit the parent-death signal: until drop_privileges asks for it, the zygote's
+    // death would go unnoticed (it checks the zygote is still the parent).
+    if let Err(e) = drop_privileges(cred, zygote_pid) {
         fail(&e, 70);
     }
     wait_and_deploy(dev)

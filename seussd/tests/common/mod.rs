@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
+
 use seussd::config::{Config, UseSnapshots};
 use seussd::engine::SnapshotEngine;
 use seussd::host::{FunctionDef, Host};
@@ -49,10 +51,22 @@ pub async fn serve(host: Host) -> std::net::SocketAddr {
 
 pub struct Resp {
     pub status: u16,
+    /// The response head (status line and headers).
+    pub head: String,
     pub body: Vec<u8>,
 }
 
 impl Resp {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -111,7 +125,7 @@ pub async fn request(
         }
         body = out;
     }
-    Resp { status, body }
+    Resp { status, head, body }
 }
 
 pub async fn call(
@@ -126,4 +140,16 @@ pub async fn call(
         serde_json::to_vec(&body).unwrap()
     };
     request(addr, method, path, Some(CRED), &b).await
+}
+
+/// Creates Python action `name` in the caller's namespace with `code`; asserts 200.
+pub async fn create_python(addr: std::net::SocketAddr, name: &str, code: &str) {
+    let r = call(
+        addr,
+        "PUT",
+        &format!("/api/v1/namespaces/_/actions/{name}"),
+        serde_json::json!({"exec": {"kind": "python:3", "code": code}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "create {name}: {}", String::from_utf8_lossy(&r.body));
 }
