@@ -6,6 +6,8 @@
 #!     that ends with a kmemleak scan;
 #!   test kernel (lockdep): the two contended races at their full 10,000 rounds, seussd's VM tests and the
 #!     systemd run.
+#! The VM runs go in two chains side by side (chain a: the debug selftests; chain b: the fuzzer, then the
+#! test-kernel runs), one vCPU each on the machine's two cores.
 #! Any kernel report in a VM run fails it (scripts/vm.sh). Prints each stage's wall time to stderr and one
 #! closing line `N passed, N failed` over host and VM tests. Exit status: 0 only if everything passed.
 #! SEUSS_FUZZ_OPS sets the fuzzer's operation count (default 100000).
@@ -72,44 +74,69 @@ took "modules and binaries" "$t"
 
 # Each VM run: count KTAP/TAP `ok`/`not ok` lines; a kernel report (scripts/vm.sh: "vm: kernel problems",
 # kmemleak suspects) counts as one more failure; a run that fails without reporting counts as one failure.
+# The runs go in two chains side by side (each VM has one vCPU and the machine two cores: run one after
+# the other they took longer than CI's 90 minutes). A run's output goes to the log with its chain's prefix
+# as it comes (tee'd to $res/NAME.out); its counts go to $res/NAME.{p,f,took} and are added up once both chains are done.
+res="$(mktemp -d)"
 vm_run() {
     local name="$1" flavor="$2"; shift 2
-    local out; out="$(mktemp)"
+    local out="$res/$name.out"
     local t; t=$(date +%s)
     note "VM ($flavor kernel): $name"
-    SEUSS_FLAVOR="$flavor" "$SEUSS_ROOT/scripts/vm.sh" "$@" 2>&1 | tee "$out" >&2
+    SEUSS_FLAVOR="$flavor" "$SEUSS_ROOT/scripts/vm.sh" "$@" 2>&1 | tee "$out"
     local rc=${PIPESTATUS[0]}
-    local p f reported=0
+    local p f bad=0
     p=$(grep -cE '^ok [0-9]+' "$out"); f=$(grep -cE '^not ok [0-9]+' "$out")
-    passed=$((passed + p)); failed=$((failed + f))
     if grep -qE '^vm: kernel problems|^vm: kmemleak: (check failed|the final scan|[0-9]+ suspected)' "$out"; then
-        fail_stage "VM run '$name': kernel report (above)"; reported=1
+        echo "FAILED: VM run '$name': kernel report (in its output)" >> "$out"; bad=1
     fi
-    if ((rc != 0 && f == 0 && !reported)); then fail_stage "VM run '$name' exited $rc"; fi
-    took "VM $name ($flavor)" "$t"
+    if ((rc != 0 && f == 0 && !bad)); then echo "FAILED: VM run '$name' exited $rc" >> "$out"; bad=1; fi
+    echo "$p" > "$res/$name.p"; echo "$((f + bad))" > "$res/$name.f"
+    echo "$(( $(date +%s) - t ))" > "$res/$name.took"
+    note "VM $name ($flavor): $(cat "$res/$name.took") s, $p ok, $((f + bad)) failed (${SECONDS} s since start)"
 }
 bin="$SEUSS_ROOT/target/release"
 # On the debug kernel the module is unloaded after the command (rmmod must succeed: nothing left behind), so
 # the final kmemleak scan also sees what the module's exit failed to free. If the debug kernel or module
 # could not be built (counted above), the selftests still run, on the test kernel.
 unload='rc=$?; if grep -q "^seuss " /proc/modules; then rmmod seuss || { echo "rmmod seuss failed"; rc=1; }; fi; exit $rc'
-if ((debug)); then
-    # The two contended races get 30 s each here (KASAN under TCG does 6-15 rounds/s) and their full
-    # 10,000 rounds on the test kernel below.
-    vm_run "selftests" debug --timeout 3600 -- "SEUSS_KO=$dko SEUSS_RACE_SECS=30 $bin/seuss_test all; $unload"
-    if [[ -x "$bin/seuss_fuzz" ]]; then
+runs=()
+chain_a() {
+    if ((debug)); then
+        # The two contended races get 30 s each here (KASAN under TCG does 6-15 rounds/s) and their full
+        # 10,000 rounds on the test kernel in the other chain.
+        vm_run "selftests" debug --timeout 2700 -- "SEUSS_KO=$dko SEUSS_RACE_SECS=30 $bin/seuss_test all; $unload"
+    else
+        vm_run "selftests" test --timeout 2400 -- "SEUSS_KO=$ko $bin/seuss_test all"
+    fi
+}
+chain_b() {
+    if ((debug)) && [[ -x "$bin/seuss_fuzz" ]]; then
         vm_run "fuzz" debug --timeout 2400 -- "SEUSS_KO=$dko $bin/seuss_fuzz --ops ${SEUSS_FUZZ_OPS:-100000}; $unload"
     fi
-else
-    vm_run "selftests" test --timeout 2400 -- "SEUSS_KO=$ko $bin/seuss_test all"
-fi
-# SNAP_RELEASE vs DEPLOY and RESUME vs CAPTURE, 10,000 rounds each (measured beside a kernel build: 32 and
-# 66 rounds/s, so ~310 s and ~150 s; the time cap only guards a much slower machine).
-vm_run "races" test --timeout 1500 -- "SEUSS_KO=$ko SEUSS_RACE_SECS=480 $bin/seuss_test races race_"
-if [[ -x seussd/tests/vm/run.sh && -x "$bin/seussd" ]]; then
-    vm_run "seussd" test --timeout 1800 -- "insmod $ko && SEUSS_BIN=$bin SEUSS_KO=$ko bash seussd/tests/vm/run.sh"
-fi
-if [[ -x data/vm-systemd-test.sh && -x "$bin/seussctl" ]]; then
-    vm_run "systemd" test --systemd --timeout 1800 -- "SEUSS_BIN=$bin SEUSS_KO=$ko bash data/vm-systemd-test.sh"
-fi
+    # SNAP_RELEASE vs DEPLOY and RESUME vs CAPTURE, 10,000 rounds each (measured beside a kernel build: 32 and
+    # 66 rounds/s, so ~310 s and ~150 s; the time cap only guards a much slower machine).
+    vm_run "races" test --timeout 1500 -- "SEUSS_KO=$ko SEUSS_RACE_SECS=480 $bin/seuss_test races race_"
+    if [[ -x seussd/tests/vm/run.sh && -x "$bin/seussd" ]]; then
+        vm_run "seussd" test --timeout 1800 -- "insmod $ko && SEUSS_BIN=$bin SEUSS_KO=$ko bash seussd/tests/vm/run.sh"
+    fi
+    if [[ -x data/vm-systemd-test.sh && -x "$bin/seussctl" ]]; then
+        vm_run "systemd" test --systemd --timeout 1800 -- "SEUSS_BIN=$bin SEUSS_KO=$ko bash data/vm-systemd-test.sh"
+    fi
+}
+t=$(date +%s)
+chain_a 2>&1 | sed -u 's/^/[a] /' >&2 &
+pa=$!
+chain_b 2>&1 | sed -u 's/^/[b] /' >&2 &
+pb=$!
+wait "$pa" "$pb"
+# The sums, and each run's failures again below the interleaved output.
+for n in selftests fuzz races seussd systemd; do
+    [[ -f "$res/$n.p" ]] || continue
+    grep -hE '^not ok ' "$res/$n.out" | sed "s/^/$n: /" >&2 || true
+    passed=$((passed + $(cat "$res/$n.p"))); failed=$((failed + $(cat "$res/$n.f")))
+    grep -h '^FAILED: ' "$res/$n.out" >&2 || true
+    timings+=("$(printf '%-28s %5d s' "VM $n" "$(cat "$res/$n.took")")")
+done
+took "VM runs (two chains)" "$t"
 finish

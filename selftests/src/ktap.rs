@@ -22,6 +22,7 @@ pub fn run(cases: &[Case]) -> (usize, usize, usize) {
     let (mut p, mut f, mut s) = (0, 0, 0);
     for (i, c) in cases.iter().enumerate() {
         let _ = std::io::stdout().flush();
+        let t0 = std::time::Instant::now();
         let out = match (c.run)() {
             Ok(()) => Outcome::Pass,
             Err(e) if e.starts_with("SKIP ") => Outcome::Skip(e[5..].to_string()),
@@ -44,6 +45,8 @@ pub fn run(cases: &[Case]) -> (usize, usize, usize) {
                 println!("not ok {} {}", i + 1, c.name);
             }
         }
+        // Each case's wall time, so a slow stage in CI can be traced to its cases.
+        println!("# {} took {:.1} s", c.name, t0.elapsed().as_secs_f64());
         let _ = std::io::stdout().flush();
     }
     println!("# Totals: pass:{p} fail:{f} xfail:0 xpass:0 skip:{s} error:0");

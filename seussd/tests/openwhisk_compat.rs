@@ -266,15 +266,13 @@ async fn record_shape_follows_openwhisk() {
     let wait = annotation(&queued, "waitTime")
         .and_then(Value::as_u64)
         .unwrap();
-    assert!(
-        wait >= 300,
-        "queued behind a 600 ms run: waitTime {wait}: {queued}"
-    );
-    assert!(queued["duration"].as_u64().unwrap() < 500, "{queued}");
-    assert!(
-        queued["start"].as_u64().unwrap() >= first["end"].as_u64().unwrap() - 5,
-        "{first} {queued}"
-    );
+    // Relations between the two records, not absolute times (a loaded machine stretches every one of
+    // them): the second arrived while the first ran, started once it ended, and its duration is its own run.
+    let (q_start, q_end) = (queued["start"].as_u64().unwrap(), queued["end"].as_u64().unwrap());
+    let first_end = first["end"].as_u64().unwrap();
+    assert!(wait > 0 && q_start - wait < first_end, "queued while the first ran: waitTime {wait}: {first} {queued}");
+    assert!(q_start >= first_end - 5, "started after the first ended: {first} {queued}");
+    assert_eq!(queued["duration"].as_u64().unwrap(), q_end - q_start, "{queued}");
 
     // A run past its time limit: developer error with the timeout annotation.
     let r = call(
