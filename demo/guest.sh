@@ -34,7 +34,15 @@ for path in cold runtime warm hot; do
 import json, sys
 a = json.loads(sys.argv[1])
 ann = {x["key"]: x["value"] for x in a.get("annotations", [])}
-print(f"--- invoke via {sys.argv[2]:8s}: {a['response']['result']}  startPath={ann.get('startPath')}  {sys.argv[3]} ms end-to-end (TCG VM)")
+# What seussd measured (the activation record) first; curl's wall clock after it, which in this TCG VM is
+# mostly curl and this script starting, not seuss.
+rec = f"duration {a.get('duration')} ms"
+if "waitTime" in ann:
+    rec += f", waitTime {ann['waitTime']} ms"
+if "initTime" in ann:
+    rec += f", initTime {ann['initTime']} ms"
+print(f"--- invoke via {sys.argv[2]:8s}: {a['response']['result']}  startPath={ann.get('startPath')}  record: {rec}"
+      f"  (curl end-to-end {sys.argv[3]} ms, TCG VM)")
 PY
 done
 echo "--- snapshots: $(curl -s -u "$CRED" "$API/seuss/snapshots")"
