@@ -412,6 +412,11 @@ impl Host {
         &self.inner.cfg
     }
 
+    /// Whether a runtime-snapshot build (or the check that one is needed, kicked at start) is running.
+    pub fn runtime_build_running(&self) -> bool {
+        self.inner.building_runtime.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Creates or (with `overwrite`) replaces function `name` with `def` as a whole.
     pub async fn put_function(
         &self,

@@ -118,7 +118,15 @@ async fn snapshots_are_readopted_or_dropped_on_restart() {
     // Same runtime key, snapshot still alive in the "kernel": re-adopted, not rebuilt.
     {
         let h = host_with(fake_config(dir.path()), Some(fake.clone())).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The build kicked at start has decided (found the adopted snapshot, or built another) once
+        // its flag drops.
+        for _ in 0..400 {
+            if !h.runtime_build_running() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(!h.runtime_build_running(), "the kicked runtime build finishes");
         let s = h.list_snapshots().await;
         assert_eq!(s.iter().map(|s| s.id).collect::<Vec<_>>(), vec![id]);
         assert_eq!(fake.killed.lock().unwrap().len(), 1, "no second build");
