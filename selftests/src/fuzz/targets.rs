@@ -230,7 +230,11 @@ impl Actor<'_> {
                 if strict && released_base && ![libc::ENOENT, libc::ESRCH, libc::EFAULT].contains(&e) {
                     self.fail(&format!("CAPTURE of an instance of a released snapshot gave {}, want ENOENT", report::errno_name(e)));
                 }
-                if e == libc::ENOENT {
+                // ENOENT is also CAPTURE's answer for an instance of a released snapshot (contract 9),
+                // whose freeze lives on and must still be released: only a freeze that WAIT no longer
+                // knows is gone. (Dropping it on ENOENT alone left such instances parked until the
+                // worker closed its descriptors: seeds 172820435 and 375812726.)
+                if e == libc::ENOENT && matches!(self.wait(f.fd, f.private, f.id, 0), Err(libc::ENOENT)) {
                     if let Some(l) = self.live.get_mut(i) {
                         l.freeze = None;
                     }
