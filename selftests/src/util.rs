@@ -76,8 +76,30 @@ pub struct Target {
     pub tidvar: u64,
 }
 
-fn hex(s: &str) -> u64 {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0)
+/// The addresses `seuss_target` prints (`name=0x...` lines) before its `ready` line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TargetAddrs {
+    pub doorbell: u64,
+    pub doorbell2: u64,
+    pub cookie: u64,
+    pub func: u64,
+    pub tidvar: u64,
+}
+
+impl TargetAddrs {
+    /// Takes in one line of the target's output (lines that name no address are ignored).
+    pub fn note(&mut self, line: &str) {
+        let Some((k, v)) = line.split_once('=') else { return };
+        let v = u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap_or(0);
+        match k {
+            "doorbell" => self.doorbell = v,
+            "doorbell2" => self.doorbell2 = v,
+            "cookie" => self.cookie = v,
+            "func" => self.func = v,
+            "tidvar" => self.tidvar = v,
+            _ => {}
+        }
+    }
 }
 
 impl Target {
@@ -92,22 +114,15 @@ impl Target {
         let stdin = child.stdin.take().unwrap();
         let out = BufReader::new(child.stdout.take().unwrap());
         let mut t = Target { child, stdin, out, doorbell: 0, doorbell2: 0, cookie: 0, func: 0, tidvar: 0 };
+        let mut a = TargetAddrs::default();
         loop {
             let l = t.line()?;
             if l == "ready" {
                 break;
             }
-            if let Some((k, v)) = l.split_once('=') {
-                match k {
-                    "doorbell" => t.doorbell = hex(v),
-                    "doorbell2" => t.doorbell2 = hex(v),
-                    "cookie" => t.cookie = hex(v),
-                    "func" => t.func = hex(v),
-                    "tidvar" => t.tidvar = hex(v),
-                    _ => {}
-                }
-            }
+            a.note(&l);
         }
+        (t.doorbell, t.doorbell2, t.cookie, t.func, t.tidvar) = (a.doorbell, a.doorbell2, a.cookie, a.func, a.tidvar);
         Ok(t)
     }
 

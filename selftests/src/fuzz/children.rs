@@ -25,24 +25,14 @@ pub const STUB_SETUP_FAILED: i32 = 97;
 /// Exit code of a sleeper that ran out its time (and so of its deployed copies).
 pub const SLEEPER_DONE: i32 = 7;
 
-/// Addresses a `seuss_target` printed.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Addrs {
-    pub doorbell: u64,
-    pub cookie: u64,
-    pub tidvar: u64,
-    pub func: u64,
-}
+/// Addresses a `seuss_target` printed (the selftests' parser of its output).
+pub use super::util::TargetAddrs as Addrs;
 
 /// A started `seuss_target`.
 pub struct Spawned {
     pub pid: i32,
     pub stdin: File,
     pub addrs: Addrs,
-}
-
-fn hex(s: &str) -> u64 {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0)
 }
 
 /// Reads lines from `f` until `ready`, within `ms` milliseconds.
@@ -94,17 +84,7 @@ pub fn spawn_target(exe: &str, mode: &str) -> Result<Spawned, String> {
         }
     };
     let mut a = Addrs::default();
-    for l in text.lines() {
-        if let Some((k, v)) = l.split_once('=') {
-            match k {
-                "doorbell" => a.doorbell = hex(v),
-                "cookie" => a.cookie = hex(v),
-                "tidvar" => a.tidvar = hex(v),
-                "func" => a.func = hex(v),
-                _ => {}
-            }
-        }
-    }
+    text.lines().for_each(|l| a.note(l));
     Ok(Spawned { pid, stdin, addrs: a })
 }
 
