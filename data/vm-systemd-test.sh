@@ -67,6 +67,24 @@ systemctl is-active -q dbus.socket dbus.service || systemctl start dbus.socket d
 # 3. Start and introspect.
 check "systemctl start seussd" systemctl start seussd.service
 check "seussd is active" systemctl is-active -q seussd.service
+# Type=notify: active means seussd sent READY=1; the watchdog's first ping comes right after.
+check "seussd.service is Type=notify" test "$(systemctl show -p Type --value seussd.service)" = notify
+wd=0
+for _ in $(seq 1 200); do
+    wd="$(systemctl show -p WatchdogTimestampMonotonic --value seussd.service)"
+    [[ "${wd:-0}" != 0 ]] && break
+    sleep 0.1
+done
+if [[ "${wd:-0}" != 0 ]]; then ok "systemd received seussd's watchdog ping"
+else not_ok "no watchdog ping from seussd within 20 s"; fi
+check "systemctl reload seussd (SIGHUP)" systemctl reload seussd.service
+found=""
+for _ in $(seq 1 200); do
+    journalctl -u seussd --no-pager -o cat 2>/dev/null | grep -q "reloaded /etc/seuss/seussd.toml" && { found=1; break; }
+    sleep 0.1
+done
+if [[ -n "$found" ]]; then ok "seussd logged the reload"; else not_ok "no reload line in the journal"; fi
+check "seussd is active after the reload" systemctl is-active -q seussd.service
 intro="$(busctl introspect org.seuss.Manager1 /org/seuss/Manager1 2>&1)"
 missing=""
 for m in .CreateFunction .UpdateFunction .DeleteFunction .ListFunctions .GetFunction .Invoke .InvokeWithOptions .GetActivation \

@@ -47,8 +47,8 @@ impl Inner {
         forced: Option<StartPath>,
         done: tokio::sync::oneshot::Sender<Activation>,
     ) {
-        let _permit = sem.acquire_owned().await;
-        let mut start = now_ms();
+        let mut permit = None;
+        let mut start = received;
         let mut act = self.pending(&f, &id, received);
         // The used instance goes back to the pool (or is stopped) while the record is stored.
         let mut after = None;
@@ -64,10 +64,11 @@ impl Inner {
         let mut line = serde_json::to_vec(&msg).expect("JSON values serialize");
         line.push(b'\n');
         let mut timed_out = false;
-        let (status, result, logs, path, init_ms) = match self
-            .start_instance(&f, forced, Some(&line))
-            .await
-        {
+        let mut abort = self.abort.subscribe();
+        let run = async {
+            permit = Some(sem.acquire_owned().await);
+            start = now_ms();
+            match self.start_instance(&f, forced, Some(&line)).await {
             Err(crate::starts::StartError::Init {
                 path,
                 logs,
@@ -135,7 +136,22 @@ impl Inner {
                 };
                 (status, result, logs, Some(started.path), init_ms)
             }
+            }
         };
+        // A shutdown past its grace period stops the activation where it is (queued, starting or running:
+        // dropping `run` kills the instance) and records it.
+        let (status, result, logs, path, init_ms) = tokio::select! {
+            biased;
+            r = run => r,
+            _ = abort.wait_for(|a| *a) => (
+                status::INTERNAL_ERROR,
+                json!({ "error": "The activation was stopped: seussd shut down before it finished." }),
+                vec![],
+                None,
+                0,
+            ),
+        };
+        drop(permit);
         let end = now_ms();
         act.start = start;
         act.end = end.max(start + 1);

@@ -79,6 +79,26 @@ pub struct Config {
     pub init_timeout_ms: u64,
     /// Access to the Prometheus metrics at `/metrics`.
     pub metrics: MetricsAccess,
+    /// Activations of one namespace in flight (running or queued); past it, 429 (0: no limit).
+    pub limit_concurrent: u32,
+    /// Invocations of one namespace per minute (sliding); past it, 429 (0: no limit).
+    pub limit_per_minute: u32,
+    /// Activations of one function waiting for an instance; past it, 429 (0: no limit).
+    pub limit_function_queue: u32,
+    /// On SIGTERM, how long running activations may take to finish (and be recorded) before they are
+    /// stopped and recorded as interrupted.
+    pub shutdown_grace_s: u64,
+    /// Log lines as text (default) or one JSON object each.
+    pub log_format: LogFormat,
+}
+
+/// The log's line format.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -107,6 +127,11 @@ impl Default for Config {
             max_memory_mb: 2048,
             init_timeout_ms: 60_000,
             metrics: MetricsAccess::Auth,
+            limit_concurrent: 100,
+            limit_per_minute: 600,
+            limit_function_queue: 100,
+            shutdown_grace_s: 30,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -164,6 +189,38 @@ impl Config {
     pub fn budget_bytes(&self) -> u64 {
         self.memory_budget_mb << 20
     }
+
+    /// The admission limits (see `limits.rs`).
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            concurrent: self.limit_concurrent,
+            per_minute: self.limit_per_minute,
+            function_queue: self.limit_function_queue,
+        }
+    }
+
+    /// The keys of `new` that differ from `self` and that a reload does not apply (a restart does).
+    /// A reload applies `auth` and the `limit_*` keys.
+    pub fn needs_restart(&self, new: &Config) -> Vec<String> {
+        let mut applied = new.clone();
+        applied.auth.clone_from(&self.auth);
+        applied.limit_concurrent = self.limit_concurrent;
+        applied.limit_per_minute = self.limit_per_minute;
+        applied.limit_function_queue = self.limit_function_queue;
+        if applied == *self {
+            return Vec::new();
+        }
+        // Named through their TOML form, so a new key is covered without editing this.
+        match (toml::Value::try_from(self), toml::Value::try_from(&applied)) {
+            (Ok(toml::Value::Table(a)), Ok(toml::Value::Table(b))) => {
+                let mut keys: Vec<String> = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).cloned().collect();
+                keys.sort();
+                keys.dedup();
+                keys
+            }
+            _ => vec!["(unknown)".into()],
+        }
+    }
 }
 
 #[cfg(test)]
@@ -191,5 +248,20 @@ mod tests {
         assert_eq!(c.metrics, MetricsAccess::Auth);
         assert_eq!(Config::parse("metrics = \"open\"\n").unwrap().metrics, MetricsAccess::Open);
         assert!(Config::parse("metrics = \"public\"\n").is_err());
+        assert_eq!(c.limits().concurrent, 100);
+        assert_eq!(c.limits().per_minute, 600);
+        assert_eq!(Config::parse("log_format = \"json\"\n").unwrap().log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn reload_applies_auth_and_limits_and_names_the_rest() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.auth = vec!["u:k".into()];
+        new.limit_per_minute = 5;
+        assert!(old.needs_restart(&new).is_empty());
+        new.listen = "127.0.0.1:1".into();
+        new.shutdown_grace_s = 1;
+        assert_eq!(old.needs_restart(&new), vec!["listen", "shutdown_grace_s"]);
     }
 }

@@ -12,6 +12,9 @@ pub enum HostError {
     Conflict(String),
     #[error("busy: {0}")]
     Busy(String),
+    /// An admission limit (see `limits.rs`): nothing was queued.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("snapshot module not loaded: {0}")]
     ModuleNotLoaded(String),
     #[error("internal error: {0}")]

@@ -26,6 +26,8 @@ use tokio::sync::{broadcast, Semaphore};
 pub const BLOCKING_WAIT: Duration = Duration::from_secs(60);
 /// How long a shutdown waits for the activation records still being written.
 const SHUTDOWN_SAVE_WAIT: Duration = Duration::from_secs(10);
+/// How long a shutdown waits, after its grace period, for the stopped activations to be recorded.
+const ABORT_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Host {
@@ -56,6 +58,15 @@ pub(crate) struct Inner {
     pub saver: crate::saver::Saver,
     /// Prometheus metrics (atomics of their own, never under `st`).
     pub metrics: crate::metrics::Metrics,
+    /// Admission limits and what is in flight (its own leaf lock, never taken under `st`).
+    pub admission: Arc<crate::limits::Admission>,
+    /// The accepted credentials (replaced by [`Host::reload`]).
+    pub auth: std::sync::RwLock<Arc<Vec<String>>>,
+    /// Set when a shutdown begins: new invocations are refused.
+    pub draining: AtomicBool,
+    /// Set when a shutdown's grace period is over: activations still running stop and are recorded
+    /// as interrupted (see `run_activation`).
+    pub abort: tokio::sync::watch::Sender<bool>,
 }
 
 pub(crate) struct FnEntry {
@@ -376,6 +387,7 @@ impl Host {
             cfg.state_dir.display()
         );
         let (events, _) = broadcast::channel(256);
+        let (cfg_limits, cfg_auth) = (cfg.limits(), cfg.auth.clone());
         let inner = Arc::new(Inner {
             deploys: Arc::new(Semaphore::new(cfg.max_concurrent_deploys)),
             cfg,
@@ -397,6 +409,10 @@ impl Host {
             zygote: Mutex::new(None),
             saver,
             metrics: crate::metrics::Metrics::default(),
+            admission: crate::limits::Admission::new(cfg_limits),
+            auth: std::sync::RwLock::new(Arc::new(cfg_auth)),
+            draining: AtomicBool::new(false),
+            abort: tokio::sync::watch::channel(false).0,
         });
         inner.adopt_snapshots();
         crate::budget::spawn_expiry(Arc::downgrade(&inner));
@@ -408,8 +424,39 @@ impl Host {
         Ok(Host { inner })
     }
 
+    /// The configuration seussd started with (a reload replaces only [`Host::credentials`] and the
+    /// admission limits).
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// The accepted `uuid:key` credentials, as last loaded.
+    pub fn credentials(&self) -> Arc<Vec<String>> {
+        self.inner
+            .auth
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The admission limits in force.
+    pub fn limits(&self) -> crate::limits::Limits {
+        self.inner.admission.limits()
+    }
+
+    /// Applies a reloaded configuration's credentials and limits (to the next request) and returns the
+    /// keys it changes that need a restart (left as they are).
+    pub fn reload(&self, new: &Config) -> Result<Vec<String>, HostError> {
+        new.validate()
+            .map_err(|e| HostError::InvalidArgs(format!("{e:#}")))?;
+        *self.inner.auth.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new.auth.clone());
+        self.inner.admission.set_limits(new.limits());
+        Ok(self.inner.cfg.needs_restart(new))
+    }
+
+    /// Activations admitted and not yet finished (running or queued).
+    pub fn in_flight(&self) -> u32 {
+        self.inner.admission.in_flight()
     }
 
     /// Whether a runtime-snapshot build (or the check that one is needed, kicked at start) is running.
@@ -568,11 +615,20 @@ impl Host {
         if let Some(p) = opts.path {
             self.inner.forced_available(&f, p)?;
         }
+        if self.inner.draining.load(Ordering::SeqCst) {
+            return Err(HostError::Busy("seussd is shutting down".into()));
+        }
+        let running = u32::try_from(self.inner.cfg.max_instances_per_function).unwrap_or(u32::MAX);
+        let ticket = self
+            .inner
+            .admission
+            .admit(&f.namespace, &f.name, running, now_ms() / 1000)
+            .map_err(|r| HostError::TooManyRequests(r.to_string()))?;
         let id = activation_id();
         let start = now_ms();
         let pending = self.inner.pending(&f, &id, start);
         let (done, task) = tokio::sync::oneshot::channel();
-        tokio::spawn(self.inner.clone().run_activation(
+        let run = self.inner.clone().run_activation(
             f,
             sem,
             Value::Object(merged),
@@ -580,7 +636,11 @@ impl Host {
             start,
             opts.path,
             done,
-        ));
+        );
+        tokio::spawn(async move {
+            run.await;
+            drop(ticket);
+        });
         if !opts.blocking {
             return Ok(pending);
         }
@@ -741,8 +801,26 @@ impl Host {
         self.inner.events.subscribe()
     }
 
-    /// Stops idle instances and pooled stubs (busy ones die with seussd: they have PDEATHSIG).
+    /// Stops the host: refuses new invocations, lets the activations in flight finish for up to
+    /// `shutdown_grace_s` (then stops those still running and records them as interrupted), stops idle
+    /// instances and pooled stubs and waits for the records to be written.
     pub async fn shutdown(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        let grace = Duration::from_secs(self.inner.cfg.shutdown_grace_s);
+        let n = self.in_flight();
+        if n > 0 {
+            tracing::info!("shutdown: waiting up to {grace:?} for {n} activations in flight");
+        }
+        if tokio::time::timeout(grace, self.inner.admission.idle()).await.is_err() {
+            tracing::warn!(
+                "shutdown: {} activations still running after {grace:?}: stopping them",
+                self.in_flight()
+            );
+            self.inner.abort.send_replace(true);
+            if tokio::time::timeout(ABORT_WAIT, self.inner.admission.idle()).await.is_err() {
+                tracing::error!("shutdown: {} activations did not stop", self.in_flight());
+            }
+        }
         let idle = std::mem::take(&mut self.inner.lock().idle);
         for i in idle {
             i.stop().await;

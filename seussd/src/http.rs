@@ -51,6 +51,7 @@ impl From<HostError> for ApiError {
             HostError::Conflict(_) => StatusCode::CONFLICT,
             HostError::Busy(_) | HostError::ModuleNotLoaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             HostError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HostError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         };
         let msg = match e {
             HostError::NotFound(m) => format!("The requested resource does not exist: {m}"),
@@ -142,7 +143,7 @@ async fn auth(State(host): State<Host>, req: Request, next: Next) -> Response {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !authorized(&host.config().auth, h) {
+    if !authorized(&host.credentials(), h) {
         let mut r = ApiError(
             StatusCode::UNAUTHORIZED,
             "The supplied authentication is invalid".into(),

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod host;
 pub mod http;
+pub mod limits;
 pub mod launcher;
 pub mod metrics;
 pub mod model;

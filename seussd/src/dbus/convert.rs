@@ -22,7 +22,7 @@ pub fn host_error(e: HostError) -> Error {
         HostError::NotFound(m) => Error::NotFound(m),
         HostError::InvalidArgs(m) => Error::InvalidArgs(m),
         HostError::Conflict(m) => Error::Conflict(m),
-        HostError::Busy(m) => Error::Busy(m),
+        HostError::Busy(m) | HostError::TooManyRequests(m) => Error::Busy(m),
         HostError::ModuleNotLoaded(m) => Error::ModuleNotLoaded(m),
         HostError::Internal(m) => Error::Internal(m),
     }
