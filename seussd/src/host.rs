@@ -623,7 +623,10 @@ impl Host {
             .inner
             .admission
             .admit(&f.namespace, &f.name, running, now_ms() / 1000)
-            .map_err(|r| HostError::TooManyRequests(r.to_string()))?;
+            .map_err(|r| {
+                self.inner.metrics.refused(&f.namespace, r.reason());
+                HostError::TooManyRequests(r.to_string())
+            })?;
         let id = activation_id();
         let start = now_ms();
         let pending = self.inner.pending(&f, &id, start);
@@ -791,6 +794,7 @@ impl Host {
                 busy_instances: st.busy,
                 budget_bytes: self.inner.cfg.budget_bytes(),
                 used_bytes: used,
+                in_flight: u64::from(self.inner.admission.in_flight()),
             }
         };
         let kernel = self.inner.engine.as_ref().and_then(|e| e.kernel_stats().ok());

@@ -36,6 +36,17 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// The limit's name, for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Concurrent { .. } => "concurrent",
+            Refusal::PerMinute { .. } => "per_minute",
+            Refusal::FunctionQueue { .. } => "function_queue",
+        }
+    }
+}
+
 /// Invocations admitted per second over the last [`WINDOW_S`] seconds, as a ring of per-second counts:
 /// a sliding minute (a fixed minute bucket would let twice the limit through around its boundary).
 const WINDOW_S: usize = 60;

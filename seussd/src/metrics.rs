@@ -25,6 +25,13 @@ struct ActivationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    namespace: String,
+    /// `concurrent|per_minute|function_queue` (see `limits.rs`).
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PathLabels {
     start_path: String,
 }
@@ -48,6 +55,8 @@ pub struct Sample {
     pub busy_instances: u64,
     pub budget_bytes: u64,
     pub used_bytes: u64,
+    /// Activations admitted and not finished (running or queued).
+    pub in_flight: u64,
 }
 
 type IntGauge = Gauge<i64>;
@@ -59,6 +68,8 @@ pub struct Metrics {
     duration: Family<PathLabels, Histogram, fn() -> Histogram>,
     wait: Family<PathLabels, Histogram, fn() -> Histogram>,
     evictions: Family<KindLabels, Counter>,
+    refused: Family<RefusedLabels, Counter>,
+    in_flight: IntGauge,
     snapshots: IntGauge,
     snapshot_bytes: IntGauge,
     instances: Family<StateLabels, IntGauge>,
@@ -90,6 +101,8 @@ impl Default for Metrics {
             duration: Family::new_with_constructor(latency),
             wait: Family::new_with_constructor(latency),
             evictions: Family::default(),
+            refused: Family::default(),
+            in_flight: IntGauge::default(),
             snapshots: IntGauge::default(),
             snapshot_bytes: IntGauge::default(),
             instances: Family::default(),
@@ -118,6 +131,16 @@ impl Default for Metrics {
             "evictions",
             "Snapshots and idle instances evicted to stay in the memory budget",
             m.evictions.clone(),
+        );
+        registry.register(
+            "invocations_refused",
+            "Invocations refused with 429 by an admission limit, by namespace and limit",
+            m.refused.clone(),
+        );
+        registry.register(
+            "activations_in_flight",
+            "Activations admitted and not finished (running or queued)",
+            m.in_flight.clone(),
         );
         registry.register("snapshots", "Snapshots seussd holds", m.snapshots.clone());
         registry.register(
@@ -188,6 +211,16 @@ impl Metrics {
         }
     }
 
+    /// Counts an invocation refused by the admission limit `reason`.
+    pub fn refused(&self, namespace: &str, reason: &str) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                namespace: namespace.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
     /// The text exposition of every metric, with `sample` and `kernel` as the sampled values.
     pub fn render(&self, sample: Sample, kernel: Option<KernelStats>) -> String {
         let _g = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
@@ -206,6 +239,7 @@ impl Metrics {
         }
         self.budget.set(gauge(sample.budget_bytes));
         self.used.set(gauge(sample.used_bytes));
+        self.in_flight.set(gauge(sample.in_flight));
         if let Some(k) = kernel {
             for (kind, v) in [
                 ("snapshots", k.snapshots),
@@ -240,6 +274,7 @@ mod tests {
         m.activation("guest", "f", None, "whisk internal error", 1, 0);
         m.evicted("snapshot", 2);
         m.evicted("instance", 0);
+        m.refused("guest", "per_minute");
         let text = m.render(
             Sample {
                 snapshots: 3,
@@ -248,6 +283,7 @@ mod tests {
                 busy_instances: 2,
                 budget_bytes: 10,
                 used_bytes: 5,
+                in_flight: 7,
             },
             None,
         );
@@ -262,6 +298,11 @@ mod tests {
             text.contains("seuss_activation_wait_seconds_sum{start_path=\"warm\"} 0.004"),
             "{text}"
         );
+        assert!(
+            text.contains("seuss_invocations_refused_total{namespace=\"guest\",reason=\"per_minute\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("seuss_activations_in_flight 7"), "{text}");
         assert!(
             text.contains("seuss_evictions_total{kind=\"snapshot\"} 2"),
             "{text}"

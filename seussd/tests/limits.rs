@@ -100,6 +100,11 @@ async fn per_minute_limit_refuses_the_next_invocation() {
     let r = call(addr, "POST", &format!("{A}/quick?blocking=true"), json!({})).await;
     assert_eq!(r.status, 429);
     assert_eq!(error_of(&r), "Too many requests in the last minute (count: 4, allowed: 3).");
+    let text = host.metrics_text();
+    assert!(
+        text.contains("seuss_invocations_refused_total{namespace=\"guest\",reason=\"per_minute\"} 1"),
+        "{text}"
+    );
     // A reload that lifts the limit applies to the very next invocation.
     let mut lifted = host.config().clone();
     lifted.limit_per_minute = 0;
