@@ -174,9 +174,19 @@ impl Inner {
 
     fn validate(&self, def: &FunctionDef) -> Result<(), HostError> {
         let bad = |m: String| Err(HostError::InvalidArgs(m));
+        if def.exec.is_sequence() {
+            // Its components are checked against the functions in `store_function`.
+            if def.exec.code.is_some() {
+                return bad("a sequence has components, not code".into());
+            }
+            return Ok(());
+        }
+        if def.exec.components.is_some() {
+            return bad("exec.components belongs to kind 'sequence'".into());
+        }
         if !supported_kind(&def.exec.kind) {
             return bad(format!(
-                "kind '{}' is not supported (python:3, python:default)",
+                "kind '{}' is not supported (python:3, python:default, sequence)",
                 def.exec.kind
             ));
         }
@@ -510,8 +520,12 @@ impl Host {
                     "function '{name}' already exists"
                 )));
             }
-            let def = make(current)?;
+            let mut def = make(current)?;
             self.inner.validate(&def)?;
+            if def.exec.is_sequence() {
+                let c = crate::sequence::check_components(&st, &self.inner.cfg.namespace, name, &def.exec)?;
+                def.exec.components = Some(c);
+            }
             let info = FunctionInfo {
                 namespace: self.inner.cfg.namespace.clone(),
                 name: name.to_string(),
@@ -612,8 +626,14 @@ impl Host {
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect();
         merged.extend(args);
-        if let Some(p) = opts.path {
-            self.inner.forced_available(&f, p)?;
+        match opts.path {
+            Some(_) if f.exec.is_sequence() => {
+                return Err(HostError::InvalidArgs(
+                    "a sequence has no start path of its own (its components choose theirs)".into(),
+                ))
+            }
+            Some(p) => self.inner.forced_available(&f, p)?,
+            None => {}
         }
         if self.inner.draining.load(Ordering::SeqCst) {
             return Err(HostError::Busy("seussd is shutting down".into()));
@@ -631,17 +651,14 @@ impl Host {
         let start = now_ms();
         let pending = self.inner.pending(&f, &id, start);
         let (done, task) = tokio::sync::oneshot::channel();
-        let run = self.inner.clone().run_activation(
-            f,
-            sem,
-            Value::Object(merged),
-            id,
-            start,
-            opts.path,
-            done,
-        );
+        let inner = self.inner.clone();
+        let args = Value::Object(merged);
         tokio::spawn(async move {
-            run.await;
+            if f.exec.is_sequence() {
+                inner.run_sequence(f, args, id, start, done).await;
+            } else {
+                inner.run_activation(f, sem, args, id, start, opts.path, done).await;
+            }
             drop(ticket);
         });
         if !opts.blocking {
@@ -751,6 +768,11 @@ impl Host {
             ));
         }
         let f = self.get_function(name).await?;
+        if f.exec.is_sequence() {
+            return Err(HostError::InvalidArgs(
+                "a sequence has no snapshot of its own: prewarm its components".into(),
+            ));
+        }
         self.inner.prewarm(&f).await
     }
 

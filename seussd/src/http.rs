@@ -2,6 +2,7 @@
 //! list, actions create/update (merging as OpenWhisk does)/get/delete/list, invoke (blocking,
 //! `result=true`, non-blocking; the `x-openwhisk-activation-id` header on each answer), activations
 //! get/result/logs and list (`name`, `skip`, `limit`, `since`, `upto`, `docs`, `count`). Basic auth on every other route, compared in constant time; JSON errors `{"error": ..., "code": <status>}`; bodies over `max_body_bytes` get 413.
+//! Sequences (`exec.kind = "sequence"`) are created and invoked like any action (see `sequence.rs`).
 //! A thin adapter: every route is one call of [`Host`].
 //!
 //! Extensions: `?seussPath=cold|runtime|warm|hot` on invoke forces a start path (409 if unavailable);

@@ -24,6 +24,7 @@ pub mod policy;
 pub mod proc;
 pub mod reply;
 pub mod saver;
+pub mod sequence;
 pub mod snapshots;
 pub mod starts;
 pub mod store;

@@ -30,6 +30,18 @@ pub struct Exec {
     pub main: Option<String>,
     #[serde(default)]
     pub binary: bool,
+    /// A sequence's actions (`exec.kind = "sequence"`), fully qualified (`/namespace/name`) once stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<String>>,
+}
+
+/// The `exec.kind` of a sequence.
+pub const SEQUENCE_KIND: &str = "sequence";
+
+impl Exec {
+    pub fn is_sequence(&self) -> bool {
+        self.kind == SEQUENCE_KIND
+    }
 }
 
 /// Per-function limits: `timeout` in ms, `memory` in MB, `logs` in MB (accepted, logs are capped by config).
@@ -429,6 +441,7 @@ mod tests {
                 code: Some("def main(a): return a".into()),
                 main: None,
                 binary: false,
+                components: None,
             },
             parameters: vec![KeyValue::new("p", 1)],
             annotations: vec![KeyValue::new("a", 1), KeyValue::new("b", 2)],

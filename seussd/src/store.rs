@@ -214,6 +214,7 @@ mod tests {
                 code: Some(code.into()),
                 main: None,
                 binary: false,
+                components: None,
             },
             parameters: vec![KeyValue::new("k", "v")],
             annotations: vec![],

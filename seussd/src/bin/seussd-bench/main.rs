@@ -50,7 +50,7 @@ fn args() -> anyhow::Result<Args> {
 
 fn def(code: &str) -> FunctionDef {
     FunctionDef {
-        exec: Exec { kind: "python:3".into(), code: Some(code.into()), main: None, binary: false },
+        exec: Exec { kind: "python:3".into(), code: Some(code.into()), main: None, binary: false, components: None },
         parameters: vec![],
         annotations: vec![],
         limits: Limits::default(),
