@@ -22,7 +22,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{json, Value};
@@ -94,10 +94,13 @@ pub fn router(host: Host) -> Router {
                 "The requested resource does not exist.".into(),
             )
         });
-    // As in OpenWhisk, the API description needs no credentials; nor do liveness and readiness.
+    // As in OpenWhisk, the API description needs no credentials; nor do liveness, readiness and web
+    // actions (which check their own `require-whisk-auth`, see `web.rs`).
     let mut public = Router::new()
         .route("/api/v1", get(api_info))
         .route("/api/v1/", get(api_info))
+        .route("/api/v1/web/:ns/:pkg/:action", any(crate::web::web))
+        .route("/api/v1/web/:ns/:pkg/:action/*rest", any(crate::web::web_path))
         .route("/health", get(health))
         .route("/ready", get(ready));
     let authenticated = match host.config().metrics {

@@ -30,4 +30,5 @@ pub mod starts;
 pub mod store;
 pub mod testhook;
 pub mod util;
+pub mod web;
 pub mod zygote;

@@ -89,10 +89,27 @@ pub async fn request(
     auth: Option<&str>,
     body: &[u8],
 ) -> Resp {
+    let authz = auth.map(basic);
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &authz {
+        headers.push(("Authorization", a));
+    }
+    request_with(addr, method, path, &headers, body).await
+}
+
+/// One HTTP/1.1 request with `Connection: close` and the given headers (no others but Host and
+/// Content-Length).
+pub async fn request_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
-    if let Some(a) = auth {
-        head.push_str(&format!("Authorization: {}\r\n", basic(a)));
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).await.unwrap();
