@@ -607,6 +607,18 @@ impl Host {
         args: Value,
         opts: InvokeOpts,
     ) -> Result<Activation, HostError> {
+        self.invoke_waiting(name, args, opts, BLOCKING_WAIT).await
+    }
+
+    /// [`Host::invoke`], a blocking one waiting at most `wait` (capped at [`BLOCKING_WAIT`]; OpenWhisk's
+    /// `timeout` parameter) before it answers with the pending record.
+    pub async fn invoke_waiting(
+        &self,
+        name: &str,
+        args: Value,
+        opts: InvokeOpts,
+        wait: Duration,
+    ) -> Result<Activation, HostError> {
         let (f, sem) = {
             let st = self.inner.lock();
             let e = st
@@ -664,7 +676,7 @@ impl Host {
         if !opts.blocking {
             return Ok(pending);
         }
-        match tokio::time::timeout(BLOCKING_WAIT, task).await {
+        match tokio::time::timeout(wait.min(BLOCKING_WAIT), task).await {
             Ok(Ok(act)) => Ok(act),
             Ok(Err(e)) => Err(HostError::internal(e)),
             Err(_) => Ok(pending),

@@ -1,5 +1,5 @@
 //! The OpenWhisk REST API subset over HTTP/1.1 (axum): `GET /api/v1` (no credentials needed), namespaces
-//! list, actions create/update (merging as OpenWhisk does)/get/delete/list, invoke (blocking,
+//! list, actions create/update (merging as OpenWhisk does)/get/delete/list, invoke (blocking with `timeout` ms,
 //! `result=true`, non-blocking; the `x-openwhisk-activation-id` header on each answer), activations
 //! get/result/logs and list (`name`, `skip`, `limit`, `since`, `upto`, `docs`, `count`). Basic auth on every other route, compared in constant time; JSON errors `{"error": ..., "code": <status>}`; bodies over `max_body_bytes` get 413.
 //! Sequences (`exec.kind = "sequence"`) are created and invoked like any action (see `sequence.rs`).
@@ -346,8 +346,10 @@ async fn invoke(
         })?),
     };
     let blocking = flag(&q, "blocking");
+    // OpenWhisk's `timeout`: how long (ms) a blocking invoke waits before answering 202 with the id.
+    let wait = number(&q, "timeout")?.map_or(crate::host::BLOCKING_WAIT, std::time::Duration::from_millis);
     let act = host
-        .invoke(&name, args, InvokeOpts { blocking, path })
+        .invoke_waiting(&name, args, InvokeOpts { blocking, path }, wait)
         .await?;
     Ok(invoke_response(act, blocking, flag(&q, "result")))
 }

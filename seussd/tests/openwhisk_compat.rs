@@ -1,7 +1,7 @@
 //! OpenWhisk compatibility over real HTTP: the API description and namespaces list, the activation id
 //! header, updates that merge as OpenWhisk's do, and the activation record's shape (response without
 //! `statusCode`, an application error reduced to its `error`, `initTime` only on cold starts, `timeout`,
-//! `start` and `waitTime` around the time queued).
+//! `start` and `waitTime` around the time queued), and the blocking invoke's `timeout` parameter.
 
 mod common;
 
@@ -286,4 +286,31 @@ async fn record_shape_follows_openwhisk() {
     let t = r.json();
     assert_eq!(t["response"]["status"], json!("action developer error"));
     assert_eq!(annotation(&t, "timeout"), Some(&json!(true)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_invoke_honours_the_timeout_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let host = host(dir.path()).await;
+    let addr = serve(host.clone()).await;
+    let code = "import os, time\ndef main(args):\n    while not os.path.exists(args['gate']):\n        time.sleep(0.005)\n    return {'done': True}\n";
+    create_python(addr, "slow", code).await;
+    // Waits 100 ms, then answers 202 with the id while the activation goes on.
+    let r = call(addr, "POST", &format!("{A}/slow?blocking=true&timeout=100"), json!({"gate": gate})).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let id = r.json()["activationId"].as_str().unwrap().to_string();
+    assert_eq!(r.header("x-openwhisk-activation-id").as_deref(), Some(id.as_str()));
+    assert_eq!(call(addr, "POST", &format!("{A}/slow?blocking=true&timeout=x"), json!({})).await.status, 400);
+    std::fs::write(&gate, b"").unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        // A running activation has no record yet (404, as in OpenWhisk).
+        if let Ok(a) = host.get_activation(&id).await {
+            assert_eq!(a.response.result, json!({"done": true}));
+            break;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
