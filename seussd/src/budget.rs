@@ -12,7 +12,8 @@ pub const PAGE: u64 = 4096;
 /// How long an instance's measured size is trusted before it is measured again.
 pub const REMEASURE_MS: u64 = 1000;
 
-/// Bytes in use and eviction candidates (the runtime snapshot is pinned).
+/// Bytes in use (snapshots, idle and busy instances) and eviction candidates (the runtime snapshot is
+/// pinned).
 pub(crate) fn candidates(st: &State) -> (u64, Vec<Candidate>) {
     let mut c = Vec::new();
     for r in st.snaps.values() {
@@ -32,7 +33,8 @@ pub(crate) fn candidates(st: &State) -> (u64, Vec<Candidate>) {
             pinned: false,
         });
     }
-    (c.iter().map(|x| x.bytes).sum(), c)
+    // Busy instances are not candidates (they cannot be evicted) but take their part of the budget.
+    (c.iter().map(|x| x.bytes).sum::<u64>() + st.busy_bytes, c)
 }
 
 /// What a plan removed from the state, to be released outside the lock.
@@ -118,7 +120,7 @@ impl Inner {
         let id = inst.id;
         let outcome = {
             let mut st = self.lock();
-            st.busy = st.busy.saturating_sub(1);
+            st.end_busy(&mut inst);
             let current = st
                 .functions
                 .get(&inst.function)

@@ -112,6 +112,8 @@ pub(crate) struct Instance {
     pub measured: bool,
     /// When `bytes` was last measured (ms since the epoch; 0: never).
     pub measured_ms: u64,
+    /// What this instance adds to `State::busy_bytes` while it runs an activation.
+    pub busy_bytes: u64,
 }
 
 impl Instance {
@@ -130,6 +132,29 @@ pub(crate) struct State {
     pub runtime_snap: Option<u64>,
     pub idle: Vec<Instance>,
     pub busy: u64,
+    /// Memory of the busy instances (their last measurement, or their function's), counted against the
+    /// budget: they cannot be evicted, so they leave less room for snapshots and idle instances.
+    pub busy_bytes: u64,
+}
+
+impl State {
+    /// Counts `inst` as busy, at its last measured size or else `hint`.
+    pub fn begin_busy(&mut self, inst: &mut Instance, hint: u64) {
+        inst.busy_bytes = if inst.bytes > 0 { inst.bytes } else { hint };
+        self.busy += 1;
+        self.busy_bytes += inst.busy_bytes;
+    }
+
+    /// Ends what [`State::begin_busy`] counted for `inst`.
+    pub fn end_busy(&mut self, inst: &mut Instance) {
+        self.busy = self.busy.saturating_sub(1);
+        self.busy_bytes = self.busy_bytes.saturating_sub(std::mem::take(&mut inst.busy_bytes));
+    }
+
+    /// The function's last measured instance size (0: none yet).
+    pub fn bytes_hint(&self, function: &str) -> u64 {
+        self.functions.get(function).map_or(0, |e| e.bytes_hint)
+    }
 }
 
 /// Raises the soft open-file limit to the hard one: every instance holds five descriptors in seussd
@@ -281,11 +306,8 @@ impl Inner {
     }
 
     /// Stops an instance that is no longer usable.
-    pub async fn retire(&self, inst: Instance) {
-        {
-            let mut st = self.lock();
-            st.busy = st.busy.saturating_sub(1);
-        }
+    pub async fn retire(&self, mut inst: Instance) {
+        self.lock().end_busy(&mut inst);
         inst.stop().await;
     }
 
@@ -869,8 +891,13 @@ impl Host {
             self.inner.discard_stub(s).await;
         }
         let inner = self.inner.clone();
-        let saved =
-            tokio::task::spawn_blocking(move || inner.saver.wait_saved(SHUTDOWN_SAVE_WAIT)).await;
+        // The index as it stands: a capture recorded just before the shutdown may not have written it yet
+        // (its snapshot would then be released as unindexed by the next start).
+        let saved = tokio::task::spawn_blocking(move || {
+            inner.save_index();
+            inner.saver.wait_saved(SHUTDOWN_SAVE_WAIT)
+        })
+        .await;
         if !matches!(saved, Ok(true)) {
             tracing::error!(
                 "shutdown: activation records still unsaved after {SHUTDOWN_SAVE_WAIT:?}"

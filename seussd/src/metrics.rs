@@ -160,7 +160,7 @@ impl Default for Metrics {
         );
         registry.register(
             "memory_used_bytes",
-            "Memory counted against the budget (snapshots and idle instances)",
+            "Memory counted against the budget (snapshots, idle and busy instances)",
             m.used.clone(),
         );
         registry.register(

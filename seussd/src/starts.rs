@@ -150,6 +150,7 @@ impl Inner {
             bytes: 0,
             measured: false,
             measured_ms: 0,
+            busy_bytes: 0,
         }
     }
 
@@ -164,7 +165,12 @@ impl Inner {
         let timed_out = matches!(reply.result, Err(crate::reply::ReplyError::TimedOut));
         let err = match reply.result {
             Ok(v) if v.get("ok") == Some(&Value::Bool(true)) => {
-                self.lock().busy += 1;
+                let mut inst = inst;
+                {
+                    let mut st = self.lock();
+                    let hint = st.bytes_hint(&inst.function);
+                    st.begin_busy(&mut inst, hint);
+                }
                 return Ok(Started {
                     inst,
                     path,
@@ -224,10 +230,10 @@ impl Inner {
                 };
                 let plan = choose_path(&s).map_err(StartError::Unavailable)?;
                 if plan.path == StartPath::Hot {
-                    let inst = st
+                    let mut inst = st
                         .idle
                         .swap_remove(idle.expect("hot implies an idle instance"));
-                    st.busy += 1;
+                    st.begin_busy(&mut inst, 0);
                     return Ok(Started {
                         inst,
                         path: StartPath::Hot,
@@ -341,9 +347,14 @@ impl Inner {
                 None => false,
             };
         tracing::debug!(target: "seussd::timing", "warm {}: deployed {:?}", f.name, t0.elapsed());
-        self.lock().busy += 1;
+        let mut inst = self.new_instance(f, p, true, d.cg, id);
+        {
+            let mut st = self.lock();
+            let hint = st.bytes_hint(&f.name);
+            st.begin_busy(&mut inst, hint);
+        }
         Ok(Started {
-            inst: self.new_instance(f, p, true, d.cg, id),
+            inst,
             path: StartPath::Warm,
             logs: vec![],
             init_ms: t0.elapsed().as_millis() as u64,

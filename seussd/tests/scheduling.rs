@@ -93,3 +93,54 @@ async fn an_instance_that_does_not_fit_the_budget_is_not_kept() {
     let b = h.invoke("f", json!({}), opts).await.unwrap();
     assert_eq!(b.annotation("startPath"), Some(&json!("cold")));
 }
+
+/// A busy instance keeps its part of the budget: taken from the idle pool for a run, its memory is still
+/// counted (it cannot be evicted), and counted once again as idle after the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_instances_count_against_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let h = host(dir.path()).await;
+    let code = "import os, time\ndef main(args):\n    while not os.path.exists(args['gate']):\n        time.sleep(0.005)\n    return {}\n";
+    h.put_function("g", def(code), false).await.unwrap();
+    std::fs::write(&gate, b"").unwrap();
+    let opts = || InvokeOpts { blocking: true, path: None };
+    h.invoke("g", json!({"gate": gate}), opts()).await.unwrap();
+    let idle = wait_stats(&h, |s| s.instances == 1 && s.used_bytes > 0).await;
+    std::fs::remove_file(&gate).unwrap();
+    let nb = InvokeOpts { blocking: false, path: None };
+    h.invoke("g", json!({"gate": gate}), nb).await.unwrap();
+    // Running on the instance it took from the pool (hot): the same bytes, now busy.
+    let t0 = std::time::Instant::now();
+    while !busy_now(&h) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never busy");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let busy = h.stats();
+    assert_eq!(busy.used_bytes, idle.used_bytes, "a busy instance counts its last measured size");
+    std::fs::write(&gate, b"").unwrap();
+    let t0 = std::time::Instant::now();
+    while busy_now(&h) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never idle again");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let after = wait_stats(&h, |s| s.instances == 1).await;
+    assert!(after.used_bytes > 0);
+}
+
+/// Whether an instance is busy (the metrics' sampled gauge).
+fn busy_now(h: &seussd::host::Host) -> bool {
+    h.metrics_text().contains("seuss_instances{state=\"busy\"} 1")
+}
+
+async fn wait_stats(h: &seussd::host::Host, cond: impl Fn(&seussd::model::Stats) -> bool) -> seussd::model::Stats {
+    let t0 = std::time::Instant::now();
+    loop {
+        let s = h.stats();
+        if cond(&s) {
+            return s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "stats never matched: {s:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
