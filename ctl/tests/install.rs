@@ -60,8 +60,10 @@ fn install_then_uninstall_into_a_destdir() {
     );
     let unit = std::fs::read_to_string(dest.join("usr/lib/systemd/system/seussd.service")).unwrap();
     for line in [
-        "Type=dbus",
+        "Type=notify",
         "BusName=org.seuss.Manager1",
+        "WatchdogSec=30s",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
     ] {
         assert!(
@@ -159,9 +161,10 @@ fn unit_file_keeps_its_sandboxing_score() {
 #[test]
 fn unit_exec_lines_leave_shell_variables_to_the_shell() {
     // systemd expands `$NAME` in Exec*= lines from the unit's environment; a shell variable must be `$$NAME`.
+    // `$MAINPID` is systemd's own (the main process, for ExecReload=).
     let unit = std::fs::read_to_string(repo().join("data/seussd.service")).unwrap();
     for line in unit.lines().filter(|l| l.starts_with("Exec")) {
-        let singles = line.replace("$$", "").matches('$').count();
+        let singles = line.replace("$$", "").replace("$MAINPID", "").matches('$').count();
         assert_eq!(singles, 0, "unescaped $ in: {line}");
     }
 }
