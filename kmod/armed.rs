@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The set of tasks that are armed or frozen right now, module-wide, so a task is never armed twice.
+//! The set of processes (keyed by their mm) that are armed or frozen right now, module-wide, so a process
+//! is never armed twice.
 //! A leaf lock: nothing else is taken while it is held.
 
 use core::pin::Pin;

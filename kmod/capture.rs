@@ -1,26 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
-//! CAPTURE, run by the parked task itself: check the task can be captured correctly, count its pages
-//! (the diff against its parent snapshot, if it was deployed from one, after giving back the copies that
-//! still hold the parent's bytes), save its user state and make a task-less copy-on-write duplicate of its
-//! address space.
+//! CAPTURE, run by the parked task itself (the freeze's leader) while every other thread of its process
+//! is parked too: check the process can be captured correctly, count its pages (the diff against its
+//! parent snapshot, if it was deployed from one, after giving back the copies that still hold the
+//! parent's bytes), save its user state beside the states the other threads saved in their own contexts,
+//! and make one task-less copy-on-write duplicate of the address space they share.
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::alloc::flags::GFP_KERNEL;
+use kernel::alloc::{flags::GFP_KERNEL, KVec};
 use kernel::error::{code::*, Result};
 use kernel::sync::Arc;
 
+use crate::freeze::Others;
 use crate::registry;
 use crate::snapshot::Snapshot;
 use crate::sys::{cpu, mm, param, task};
 
-/// Captures the calling (parked) task; returns the new snapshot's id.
-pub(crate) fn capture_current() -> Result<u64> {
+/// Captures the calling (parked) task and the parked `others` of its process; returns the new snapshot's
+/// id.
+pub(crate) fn capture_current(others: Others) -> Result<u64> {
     let reg = registry::get();
     let me = task::TaskRef::current();
-    if !me.is_single_threaded() || !me.is_64bit()? {
+    if !me.is_64bit()? {
         return Err(crate::sys::eopnotsupp());
     }
-    // A vfork child or CLONE_VM sibling shares the mm; io_uring rings reference kernel objects.
+    // A vfork child or CLONE_VM process shares the mm; io_uring rings reference kernel objects. (Each
+    // follower checked itself when it parked.)
     task::current_can_be_captured()?;
     let t0 = task::now_ns();
     let parent = reg.instance_snapshot(mm::current_mm_ptr());
@@ -45,7 +49,7 @@ pub(crate) fn capture_current() -> Result<u64> {
     }
     // From here `private` is accounted; Snapshot::drop gives it back, error paths below do it by hand.
     let build = || -> Result<Arc<Snapshot>> {
-        let state = cpu::save_current()?;
+        let threads = order_threads(me.is_group_leader(), Arc::new(cpu::save_current()?, GFP_KERNEL)?, others)?;
         let snap_mm = mm::MmRef::dup_current_for_snapshot()?;
         let pt_bytes = snap_mm.pgtable_bytes();
         let depth = parent.as_ref().map(|p| p.depth + 1).unwrap_or(0);
@@ -55,7 +59,7 @@ pub(crate) fn capture_current() -> Result<u64> {
                 parent: parent.clone(),
                 depth,
                 mm: snap_mm,
-                state,
+                threads,
                 uid: me.kuid(),
                 pages_mapped: counts.mapped,
                 pages_private: private,
@@ -81,4 +85,29 @@ pub(crate) fn capture_current() -> Result<u64> {
     // On failure `snap` is dropped here, outside the registry's lock.
     reg.insert(&snap)?;
     Ok(id)
+}
+
+/// The snapshot's threads in deploy order: the process's leader first (the one a deploy's caller becomes),
+/// then the others as the thread list had them.
+fn order_threads(me_leader: bool, mine: Arc<cpu::TaskState>, others: Others) -> Result<KVec<Arc<cpu::TaskState>>> {
+    let mut v = KVec::with_capacity(others.len() + 1, GFP_KERNEL)?;
+    let leader = if me_leader { None } else { others.iter().position(|(l, _)| *l) };
+    match leader {
+        Some(i) => {
+            v.push(others[i].1.clone(), GFP_KERNEL)?;
+            v.push(mine, GFP_KERNEL)?;
+            for (j, (_, st)) in others.iter().enumerate() {
+                if j != i {
+                    v.push(st.clone(), GFP_KERNEL)?;
+                }
+            }
+        }
+        None => {
+            v.push(mine, GFP_KERNEL)?;
+            for (_, st) in others.iter() {
+                v.push(st.clone(), GFP_KERNEL)?;
+            }
+        }
+    }
+    Ok(v)
 }

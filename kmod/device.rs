@@ -72,7 +72,7 @@ impl Session {
     /// Ends a freeze this session no longer lists.
     fn finish(f: &Arc<Freeze>, kill: bool) {
         f.release(kill);
-        crate::armed::remove(f.task.as_ptr() as usize);
+        crate::armed::remove(f.key);
     }
 
     fn arm(&self, file: OpenFile, arg: usize) -> Result<isize> {
@@ -99,17 +99,25 @@ impl Session {
             if target.is_current() {
                 return Err(EINVAL);
             }
-            if target.is_kthread_or_exiting() || mm::task_mm(&target).is_none() {
+            let target_mm = mm::task_mm(&target).ok_or(ESRCH)?;
+            if target.is_kthread_or_exiting() {
                 return Err(ESRCH);
             }
-            if !target.is_single_threaded() || !target.is_64bit()? {
+            // Its threads share the mm: that is the process's key in the armed set (one freeze per
+            // process: two would park each other's threads), and another thread of the caller's own
+            // process is the caller itself (its freeze would park the controller).
+            let key = target_mm.identity();
+            drop(target_mm);
+            if key == mm::current_mm_ptr() as usize {
+                return Err(EINVAL);
+            }
+            if !target.is_64bit()? {
                 return Err(crate::sys::eopnotsupp());
             }
-            let key = target.as_ptr() as usize;
             if !crate::armed::insert(key)? {
                 return Err(EBUSY);
             }
-            Freeze::arm(target.clone(), exec_id, point).inspect_err(|_| crate::armed::remove(key))
+            Freeze::arm(target.clone(), exec_id, key, point).inspect_err(|_| crate::armed::remove(key))
         })?;
         {
             let mut v = self.freezes.lock();
@@ -171,6 +179,8 @@ impl Session {
         a.children = s.children.load(Ordering::Relaxed);
         a.deployed = s.deployed.load(Ordering::Relaxed);
         a.pages_unchanged = s.pages_unchanged;
+        a.threads = s.threads.len() as u32;
+        a.reserved = 0;
         write_arg(arg, &a)?;
         Ok(0)
     }
@@ -268,7 +278,7 @@ impl FileOps for Session {
                 must_be_zero(a.flags as u64 | a.reserved as u64)?;
                 a.abi_version = b::SEUSS_ABI_VERSION;
                 a.features = (b::SEUSS_FEAT_VERSION | b::SEUSS_FEAT_FREEZE | b::SEUSS_FEAT_CAPTURE
-                    | b::SEUSS_FEAT_DEPLOY | b::SEUSS_FEAT_DIRTY | b::SEUSS_FEAT_STATS) as u64;
+                    | b::SEUSS_FEAT_DEPLOY | b::SEUSS_FEAT_DIRTY | b::SEUSS_FEAT_STATS | b::SEUSS_FEAT_THREADS) as u64;
                 write_arg(arg, &a)?;
                 Ok(0)
             }

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Freezing a task at a breakpoint, a watchpoint or its next return to user mode, and parking it there.
+//! Freezing a process at a breakpoint, a watchpoint or its next return to user mode, and parking every
+//! one of its threads there.
 //!
 //! Everything that touches the target's user state runs in the target's own context: the breakpoint
 //! handler only queues a task work; the work parks the task and serves what controllers ask (CAPTURE,
-//! RESUME, KILL). One typed state machine ([`Phase`] plus the requests in [`State`]) lives under one
+//! RESUME, KILL). Before it reports itself parked, that task (the *leader* of the freeze: the armed
+//! thread) parks every other thread of its process (*followers*) with a task work of their own, each of
+//! which saves its thread's user state in its own context and sleeps until the leader leaves its park. One typed state machine ([`Phase`] plus the requests in [`State`]) lives under one
 //! spinlock; controllers sleep on a `CondVar` (interruptible), the parked task on its own wait queue
 //! (killable and freezable, with no lock held: 6.12's `CondVar` has neither mode), woken through the
 //! `mail` flag that every request raises under the lock.
@@ -13,6 +16,12 @@
 //!     |                           |
 //!     +--(released / exec'd / exited)--+--(released)--> Resumed | Dead   (final)
 //! ```
+//! While the leader parks its followers the phase stays `Armed`: WAIT reports FROZEN only when every
+//! thread is parked. Threads created meanwhile: the leader re-scans the thread list until a scan finds
+//! no thread it has not seen and every thread seen has parked or gone (a parked thread creates none, and
+//! a thread that a running one creates is on the list before its creator can park), rather than blocking
+//! clone, which would need a hook in `copy_process()` for every process on the machine.
+//!
 //! A release is a sticky request (`State::release`), never a command slot a CAPTURE can overwrite; a
 //! capture's result goes to the controller that asked (tickets), or, if that controller gave up (signal,
 //! death), the snapshot is released again by the task.
@@ -20,19 +29,22 @@
 //! References: the session holds one `Arc<Freeze>`; a registered breakpoint's context holds one (dropped
 //! after `unregister_hw_breakpoint`, which waits for running handlers); a queued task work holds one, and
 //! the kernel-side trampoline of [`ModuleWork`] holds a module reference until the work has returned.
-//! Locks: `bp` (a mutex, process context) and `state` (a spinlock) are never held together; the
-//! breakpoint handler takes neither.
+//! Each follower holds one `Arc<Freeze>`, and the freeze's `followers` list holds the followers until
+//! the leader leaves its park (`leave`), which breaks that cycle on every path out of the park.
+//! Locks: `bp` (a mutex, process context), `followers` (a mutex, only the leader takes it), `state` and a
+//! follower's `slot` (spinlocks) are never held together; the breakpoint handler takes none.
 
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use kernel::alloc::flags::GFP_KERNEL;
+use kernel::alloc::{flags::GFP_KERNEL, KVec};
 use kernel::bindings;
-use kernel::error::{code::*, Result};
+use kernel::error::{code::*, Error, Result};
 use kernel::init::InPlaceInit;
 use kernel::prelude::*;
 use kernel::sync::{Arc, ArcBorrow, CondVar, Mutex, SpinLock};
 use kernel::{new_condvar, new_mutex, new_spinlock};
 
 use crate::sys::bp::{self, BpKind, Breakpoint, ModuleWork, Notify};
+use crate::sys::cpu::{self, TaskState};
 use crate::sys::task::{self, TaskRef};
 use crate::sys::wait::WaitQueue;
 
@@ -92,6 +104,8 @@ pub(crate) struct Freeze {
     work: ModuleWork,
     wq: WaitQueue,
     pub(crate) task: TaskRef,
+    /// The process's key in the armed set (its mm's identity at ARM).
+    pub(crate) key: usize,
     /// The task's exec generation when ARM checked permission: a task that exec'd since never parks.
     exec_id: u64,
     /// The park work has been queued (set once, by the breakpoint handler or at arm for freeze-now).
@@ -104,7 +118,105 @@ pub(crate) struct Freeze {
     cv: CondVar,
     #[pin]
     bp: Mutex<Option<Breakpoint>>,
+    /// The process's other threads the leader has asked to park (see the module docs).
+    #[pin]
+    followers: Mutex<KVec<Arc<Follower>>>,
+    /// Set (and the queue woken) when the leader leaves its park: the followers leave theirs.
+    released: AtomicI32,
 }
+
+/// Where one follower is.
+enum Slot {
+    /// Its park work is queued.
+    Queued,
+    /// Parked, with the user state it saved in its own context.
+    Parked(Arc<TaskState>),
+    /// Parked, but it holds something that cannot be captured: what CAPTURE answers.
+    Refused(Error),
+    /// Exited, exiting or killed before or while parked: not part of a snapshot.
+    Gone,
+}
+
+/// Another thread of the freezing process, parked by its own task work.
+#[pin_data]
+#[repr(C)]
+struct Follower {
+    work: ModuleWork,
+    task: TaskRef,
+    freeze: Arc<Freeze>,
+    #[pin]
+    slot: SpinLock<Slot>,
+}
+
+impl Follower {
+    /// Queues the park work on `task` (ours, not yet queued): `Ok(false)` if the task no longer runs
+    /// task works (it is exiting: its slot says `Gone`).
+    fn enlist(task: TaskRef, freeze: Arc<Freeze>) -> Result<(Arc<Follower>, bool)> {
+        let f = Arc::pin_init(
+            pin_init!(Follower {
+                work: ModuleWork::new(),
+                task,
+                freeze,
+                slot <- new_spinlock!(Slot::Queued, "seuss:follower_slot"),
+            }),
+            GFP_KERNEL,
+        )?;
+        let raw = Arc::into_raw(f.clone());
+        // SAFETY: `work` lives inside the Arc whose reference we just leaked, so it stays put until the
+        // callback reclaims it; this follower is new, so its work is queued once.
+        let queued = unsafe { f.work.queue(f.task.as_ptr(), on_follower_work, Notify::Signal) }.is_ok();
+        if !queued {
+            // SAFETY: not queued: reclaim the reference.
+            drop(unsafe { Arc::from_raw(raw) });
+            f.set(Slot::Gone);
+        }
+        Ok((f, queued))
+    }
+
+    /// Replaces the slot (the old value is dropped outside the lock) and tells the leader.
+    fn set(&self, new: Slot) {
+        let old = core::mem::replace(&mut *self.slot.lock(), new);
+        drop(old);
+        self.freeze.mail.store(1, Ordering::SeqCst);
+        self.freeze.wq.wake_all();
+    }
+
+    /// Whether the follower has parked or gone.
+    fn settled(&self) -> bool {
+        !matches!(*self.slot.lock(), Slot::Queued)
+    }
+
+    /// The follower's park, in its own context.
+    fn park(&self) {
+        let fz = &self.freeze;
+        if task::current_is_exiting() || fz.released.load(Ordering::SeqCst) != 0 {
+            self.set(Slot::Gone);
+            return;
+        }
+        let saved = task::current_can_be_captured()
+            .and_then(|()| cpu::save_current())
+            .and_then(|st| Ok(Arc::new(st, GFP_KERNEL)?));
+        self.set(match saved {
+            Ok(st) => Slot::Parked(st),
+            Err(e) => Slot::Refused(e),
+        });
+        // Killable and freezable, holding no lock, until the leader leaves its park.
+        if fz.wq.wait_nonzero_killable(&fz.released).is_err() {
+            self.set(Slot::Gone);
+        }
+    }
+}
+
+/// A follower's task work: reclaims the reference `Follower::enlist` handed over and parks.
+unsafe extern "C" fn on_follower_work(w: *mut bindings::seuss_module_work) {
+    let off = core::mem::offset_of!(Follower, work);
+    // SAFETY: `w` is the `work` field of a Follower whose Arc reference was leaked by `enlist`.
+    let f = unsafe { Arc::from_raw((w as *const u8).sub(off) as *const Follower) };
+    f.park();
+}
+
+/// The other threads' saved states for a capture: each with whether it is its process's leader.
+pub(crate) type Others = KVec<(bool, Arc<TaskState>)>;
 
 /// Longest a WAIT sleeps before it looks again whether an armed target exited or exec'd (neither sends
 /// a wakeup when the task never reached its freeze point).
@@ -112,12 +224,13 @@ const EXIT_POLL_MS: u32 = 20;
 
 impl Freeze {
     /// Arms `point` on `task`, whose exec generation was `exec_id` when the caller checked permission.
-    pub(crate) fn arm(task: TaskRef, exec_id: u64, point: Point) -> Result<Arc<Freeze>> {
+    pub(crate) fn arm(task: TaskRef, exec_id: u64, key: usize, point: Point) -> Result<Arc<Freeze>> {
         let f = Arc::pin_init(
             pin_init!(Freeze {
                 work: ModuleWork::new(),
                 wq: WaitQueue::new(),
                 task,
+                key,
                 exec_id,
                 fired: AtomicBool::new(false),
                 mail: AtomicI32::new(0),
@@ -131,6 +244,8 @@ impl Freeze {
                 }, "seuss:freeze_state"),
                 cv <- new_condvar!("seuss:freeze_cv"),
                 bp <- new_mutex!(None, "seuss:freeze_bp"),
+                followers <- new_mutex!(KVec::new(), "seuss:freeze_followers"),
+                released: AtomicI32::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -297,8 +412,88 @@ impl Freeze {
         self.cv.notify_all();
     }
 
-    /// The park loop, in the target's context.
-    fn park(&self) {
+    /// The leader's park, in the armed task's context; its followers leave theirs when it returns.
+    fn park(self: &Arc<Self>) {
+        self.park_leader();
+        self.leave();
+    }
+
+    /// Lets the followers go and drops the list (and with it their references to this freeze).
+    fn leave(&self) {
+        self.released.store(1, Ordering::SeqCst);
+        self.wq.wake_all();
+        let list = core::mem::replace(&mut *self.followers.lock(), KVec::new());
+        drop(list);
+    }
+
+    /// Enlists every thread of the process not seen yet; `Ok(true)` if there was one.
+    fn enlist_new(self: &Arc<Self>) -> Result<bool> {
+        let threads = task::group_threads(&self.task)?;
+        let mut fresh = false;
+        let mut list = self.followers.lock();
+        for t in threads.iter() {
+            if t.same(&self.task) || list.iter().any(|f| f.task.same(t)) {
+                continue;
+            }
+            let (f, _) = Follower::enlist(t.clone(), self.clone())?;
+            // On failure `f` is dropped here; a queued work holds its own reference and finds the
+            // freeze released (the park gives up, see `gather`).
+            list.push(f, GFP_KERNEL)?;
+            fresh = true;
+        }
+        drop(list);
+        // The task references are put outside the list's lock.
+        drop(threads);
+        Ok(fresh)
+    }
+
+    /// Whether every enlisted follower has parked or gone.
+    fn all_settled(&self) -> bool {
+        self.followers.lock().iter().all(|f| f.settled())
+    }
+
+    /// Parks every other thread of the process, re-scanning the thread list until it is stable (see the
+    /// module docs). `Err(final phase)` if a release or SIGKILL came first, or the followers could not be
+    /// enlisted (no memory): the freeze then gives up and the process runs on.
+    fn gather(self: &Arc<Self>) -> core::result::Result<(), Phase> {
+        loop {
+            // Cleared before looking: a follower that settles after the look raises it again.
+            self.mail.store(0, Ordering::SeqCst);
+            let fresh = self.enlist_new().map_err(|_| Phase::Resumed)?;
+            let settled = self.all_settled();
+            if let Some(kill) = self.state.lock().release {
+                return Err(if kill { Phase::Dead } else { Phase::Resumed });
+            }
+            if settled {
+                if !fresh {
+                    return Ok(());
+                }
+                // New threads that settled at once (gone): scan again.
+                continue;
+            }
+            if self.wq.wait_nonzero_killable(&self.mail).is_err() {
+                return Err(Phase::Dead);
+            }
+        }
+    }
+
+    /// The parked followers' states, for a capture: `Err` with the first refusal.
+    fn others(&self) -> Result<Others> {
+        let list = self.followers.lock();
+        let mut out = KVec::with_capacity(list.len(), GFP_KERNEL)?;
+        for f in list.iter() {
+            match &*f.slot.lock() {
+                Slot::Parked(st) => out.push((f.task.is_group_leader(), st.clone()), GFP_KERNEL)?,
+                Slot::Refused(e) => return Err(*e),
+                Slot::Gone => {}
+                Slot::Queued => return Err(EAGAIN),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The leader's park loop.
+    fn park_leader(self: &Arc<Self>) {
         let mut g = self.state.lock();
         // A task that exec'd after ARM checked permission must not be parked: its new image may be one
         // the controller could not have attached to (a setuid binary).
@@ -308,6 +503,18 @@ impl Freeze {
             self.enter(&mut g, end);
             return;
         }
+        drop(g);
+        // Every other thread parks first: WAIT reports FROZEN only when all have.
+        if let Err(end) = self.gather() {
+            let mut g = self.state.lock();
+            self.enter(&mut g, end);
+            return;
+        }
+        g = self.state.lock();
+        if let Some(kill) = g.release {
+            self.enter(&mut g, if kill { Phase::Dead } else { Phase::Resumed });
+            return;
+        }
         // SAFETY: reading current's own user frame.
         g.ip = unsafe { (*bindings::task_pt_regs(bp::current_task())).ip } as u64;
         self.enter(&mut g, Phase::Parked);
@@ -315,7 +522,7 @@ impl Freeze {
             if g.phase == Phase::Capturing {
                 let ticket = g.ticket;
                 drop(g);
-                let r = crate::capture::capture_current();
+                let r = self.others().and_then(crate::capture::capture_current);
                 g = self.state.lock();
                 if g.abandoned {
                     drop(g);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //! A snapshot: an immutable, task-less copy-on-write address space plus the user CPU and per-task state
-//! of the task it was captured from, and its place in the snapshot tree.
+//! of every thread of the process it was captured from, and its place in the snapshot tree.
 //!
 //! Lifetime: the registry holds one reference while the snapshot is listed; each child snapshot holds a
 //! reference to its parent (so a parent outlives its children even if its id could be released); an
@@ -8,6 +8,7 @@
 //! always name a whole chain. `children` counts listed children only. The mm is `mmput` when the last reference goes (process context).
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::alloc::KVec;
 use kernel::sync::Arc;
 
 use crate::sys::cpu::TaskState;
@@ -21,7 +22,10 @@ pub(crate) struct Snapshot {
     pub(crate) depth: u32,
     /// The snapshot's own address space (no task uses it; deploys duplicate it).
     pub(crate) mm: MmRef,
-    pub(crate) state: TaskState,
+    /// Every thread's user state, never empty: the first is the one a deploy's caller becomes (the
+    /// process's leader when it was captured), the others are recreated as new threads. Shared between
+    /// the snapshots that captures of one freeze make (a parked thread's state does not change).
+    pub(crate) threads: KVec<Arc<TaskState>>,
     /// The owner: real uid (initial namespace) of the captured task, who may see, release and deploy it
     /// without CAP_SYS_ADMIN.
     pub(crate) uid: u32,

@@ -15,9 +15,17 @@ pub(crate) struct TaskState {
     /// FPU/SSE/AVX state in the UABI XSAVE layout (`xsave == true`) or FXSAVE layout.
     pub(crate) fpu: KVec<u8>,
     pub(crate) xsave: bool,
-    /// Signal handlers, mask and altstack, rseq registration, robust list, set_tid_address pointer and
-    /// personality, in the helper's private layout (`seuss_task_extra_save`).
+    /// Signal handlers, mask and altstack, rseq registration, robust list, set_tid_address pointer,
+    /// personality and name (comm), in the helper's private layout (`seuss_task_extra_save`).
     extra: KVec<u8>,
+}
+
+impl TaskState {
+    /// The thread's saved `set_tid_address()` pointer (where glibc and musl keep the thread's tid), or 0.
+    pub(crate) fn tid_addr(&self) -> u64 {
+        // SAFETY: `extra` came from seuss_task_extra_save (its size is the helper's); the helper reads it.
+        unsafe { bindings::seuss_task_extra_tid_addr(self.extra.as_ptr() as *const _) as u64 }
+    }
 }
 
 // SAFETY: TaskState holds only plain data and user-space addresses that the kernel never dereferences

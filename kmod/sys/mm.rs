@@ -20,6 +20,13 @@ unsafe impl Send for MmRef {}
 unsafe impl Sync for MmRef {}
 
 impl MmRef {
+    /// The mm's address, as an identity only (the key of the process's threads, which share it).
+    pub(crate) fn identity(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+}
+
+impl MmRef {
     /// A copy-on-write duplicate of the calling task's own mm, owned by nobody (a snapshot).
     ///
     /// Must run in the context of the task that owns the mm (fork semantics: charges, `current->mm`).

@@ -46,3 +46,4 @@ pub(crate) fn eopnotsupp() -> Error {
 pub(crate) fn etimedout() -> Error {
     Error::from_errno(-(kernel::bindings::ETIMEDOUT as i32))
 }
+

@@ -3,6 +3,7 @@
 //! checks the engine makes on them and on the calling task.
 
 use core::ptr::NonNull;
+use kernel::alloc::{flags::GFP_KERNEL, KVec};
 use kernel::bindings;
 use kernel::error::{code::*, Error, Result};
 use kernel::task::Task;
@@ -75,10 +76,15 @@ impl TaskRef {
         f & (bindings::PF_KTHREAD | bindings::PF_EXITING) != 0
     }
 
-    /// Whether the task has no other threads.
-    pub(crate) fn is_single_threaded(&self) -> bool {
-        // SAFETY: thread_group_empty only reads list heads of a referenced task.
-        unsafe { bindings::thread_group_empty(self.as_ptr()) }
+    /// Whether the task is its process's leader (its tid is the pid).
+    pub(crate) fn is_group_leader(&self) -> bool {
+        // SAFETY: the helper reads two pointers of a referenced task.
+        unsafe { bindings::seuss_task_is_group_leader(self.as_ptr()) }
+    }
+
+    /// Whether this is the same task as `other`.
+    pub(crate) fn same(&self, other: &TaskRef) -> bool {
+        self.as_ptr() == other.as_ptr()
     }
 
     /// Whether the task is in 64-bit user mode (a hint for a task that runs: it can switch segments; the
@@ -158,11 +164,52 @@ pub(crate) fn layout_matches() -> bool {
     ok
 }
 
-/// Whether the calling task can be captured: single-threaded, 64-bit syscall, one user of its mm, no
-/// io_uring, unshared signal handlers.
+/// Whether the calling thread can be captured as one thread of its process: 64-bit syscall, no
+/// io_uring, no other process on its mm, signal handlers shared only with its own threads.
 pub(crate) fn current_can_be_captured() -> Result {
     // SAFETY: the helper only inspects current.
-    if unsafe { bindings::seuss_current_replaceable() } { Ok(()) } else { Err(crate::sys::eopnotsupp()) }
+    if unsafe { bindings::seuss_current_capturable() } { Ok(()) } else { Err(crate::sys::eopnotsupp()) }
+}
+
+/// Counted references to every thread of `t`'s process, in the thread list's order (the group leader
+/// first).
+pub(crate) fn group_threads(t: &TaskRef) -> Result<KVec<TaskRef>> {
+    let mut room = 16usize;
+    loop {
+        let mut raw: KVec<*mut bindings::task_struct> = KVec::from_elem(core::ptr::null_mut(), room, GFP_KERNEL)?;
+        // Allocated before the helper takes references, so that none can be lost to a failed allocation.
+        let mut out: KVec<TaskRef> = KVec::with_capacity(room, GFP_KERNEL)?;
+        // SAFETY: `t` is referenced (its thread list is walked under RCU); `raw` has `room` slots; the
+        // helper takes one reference per task it stores.
+        let n = unsafe { bindings::seuss_group_threads(t.as_ptr(), raw.as_mut_ptr(), room as i32) }.max(0) as usize;
+        for p in raw.iter().take(n.min(room)) {
+            // SAFETY: the helper stored a non-null task and took the reference the ARef now owns; `Task`
+            // is a transparent wrapper of `task_struct`.
+            let r = TaskRef(unsafe { ARef::from_raw(NonNull::new_unchecked((*p).cast::<Task>())) });
+            // Within the capacity reserved above, so it cannot fail (a failure would drop `r`).
+            let _ = out.push(r, GFP_KERNEL);
+        }
+        if n <= room {
+            return Ok(out);
+        }
+        // More threads than room: `out` drops its references; ask again with enough room.
+        room = n + 16;
+    }
+}
+
+/// Adds a thread to the caller's process (see patch 0002's `seuss_clone_thread`): before it is woken,
+/// `setup(task, arg)` runs and must queue the task work that gives it its state. Returns its tid.
+///
+/// # Safety
+/// `setup` must be safe to call with the new task and `arg`, and must not let the thread run user code
+/// with the caller's frame (it queues a work that replaces the frame, or fails, which kills the thread).
+pub(crate) unsafe fn clone_thread(
+    setup: unsafe extern "C" fn(*mut bindings::task_struct, *mut core::ffi::c_void) -> core::ffi::c_int,
+    arg: *mut core::ffi::c_void,
+) -> Result<i32> {
+    // SAFETY: the caller's contract; the function creates a thread of current only.
+    let r = unsafe { bindings::seuss_clone_thread(Some(setup), arg) };
+    if r < 0 { Err(Error::from_errno(r)) } else { Ok(r) }
 }
 
 /// Whether the calling process may take part in a deploy: what [`current_can_be_captured`] asks, and an

@@ -25,7 +25,6 @@ pub const CASES: &[Case] = &[
     Case { name: "bad_ids_and_released_snapshots_are_enoent", run: bad_ids },
     Case { name: "second_freeze_on_same_task_is_ebusy", run: double_arm },
     Case { name: "unprivileged_arm_and_deploy_are_eperm", run: unprivileged },
-    Case { name: "multithreaded_target_is_eopnotsupp", run: threads },
     Case { name: "shared_writable_anonymous_memory_is_eopnotsupp", run: shared_anon },
     Case { name: "killing_a_frozen_task_leaves_it_dead", run: kill_frozen },
     Case { name: "exit_between_freeze_and_capture", run: exit_before_capture },
@@ -528,16 +527,6 @@ fn unprivileged() -> Result<(), String> {
     sigkill(pid);
     t.wait();
     d.snap_release(snap).map_err(e("SNAP_RELEASE"))
-}
-
-fn threads() -> Result<(), String> {
-    ensure_loaded()?;
-    let d = dev()?;
-    let t = Target::spawn(&["threads"])?;
-    let r = d.arm(t.pid(), FreezePoint::Now);
-    sigkill(t.pid());
-    t.wait();
-    check(r.err() == Some(Errno::EOPNOTSUPP), || format!("arm of a 2-thread task: {r:?}"))
 }
 
 fn shared_anon() -> Result<(), String> {

@@ -12,6 +12,7 @@ mod ktap;
 mod module_cases;
 mod python;
 mod race_cases;
+mod thread_cases;
 mod util;
 
 fn main() {
@@ -22,6 +23,7 @@ fn main() {
     }
     if arg == "engine" || arg == "all" || arg == "--list" {
         cases.extend(engine_cases::CASES.iter());
+        cases.extend(thread_cases::CASES.iter());
     }
     // The issue-10 regressions run with the engine suite, or alone as `hardening`.
     if arg == "engine" || arg == "hardening" || arg == "all" || arg == "--list" {

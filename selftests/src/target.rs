@@ -14,13 +14,15 @@
 //! - `layer N M`: as `layer N`, and the child also copies M pages of the first layer without changing
 //!   them (each byte written away and back) before the second doorbell; after it, it takes a command
 //!   like `watch` does (`scribble` overwrites the first layer, anything else goes to the report).
-//! - `threads`: spawns a thread and waits (a multi-threaded target to be refused).
+//! - `threads`: spawns a thread and waits (a 2-thread root process for the permission cases).
+//! - `mt`: eight threads in eight states (`target_threads.rs`).
 //! - `sleep`: blocks reading stdin (freeze-now target).
 //! - `shared`: like `watch`, with a shared writable anonymous mapping (capture must refuse it).
 //! - `regs`, `regsnow`, `fds`, `thread_after`, `thp`, `big N`, `execsuid PATH`, `exit0`: the hardening
 //!   cases' modes, in `target_hardening.rs`.
 
 mod target_hardening;
+mod target_threads;
 
 use std::arch::asm;
 use std::cell::Cell;
@@ -201,6 +203,9 @@ fn report_and_exit(mem: &[u8], regs: (u64, u64), extra: &[u8], extra_base: usize
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     target_hardening::run(&args);
+    if args.get(1).map(String::as_str) == Some("mt") {
+        target_threads::run_mt();
+    }
     let mode = args.get(1).map(String::as_str).unwrap_or("watch");
     match mode {
         "threads" => {

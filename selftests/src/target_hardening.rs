@@ -10,7 +10,7 @@
 //!   down (memory only; no GPR, xmm or CF/DF/ID change): a freeze-now interrupts it anywhere.
 //! - `fds`: after the doorbell, reads `fds N...`, reports how many fds point at /dev/seuss and what an
 //!   ioctl on each listed fd number gives.
-//! - `thread_after`: starts a thread after `go`, then rings the doorbell (capture must refuse it).
+//! - `thread_after`: starts a thread after `go`, then rings the doorbell (the freeze parks it too).
 //! - `thp`: an 8 MiB 2 MiB-aligned MADV_HUGEPAGE region, touched, then the doorbell.
 //! - `big N`: N MiB of touched private memory (4 KiB pages), then the doorbell.
 //! - `execsuid PATH`: builds a ~1.4 MB environment, waits for `go`, then execs PATH (`exit0`).

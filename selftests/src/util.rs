@@ -74,6 +74,7 @@ pub struct Target {
     pub cookie: u64,
     pub func: u64,
     pub tidvar: u64,
+    pub bell_tid: u64,
 }
 
 /// The addresses `seuss_target` prints (`name=0x...` lines) before its `ready` line.
@@ -84,6 +85,8 @@ pub struct TargetAddrs {
     pub cookie: u64,
     pub func: u64,
     pub tidvar: u64,
+    /// The thread that rings the doorbell (`mt` mode), to arm.
+    pub bell_tid: u64,
 }
 
 impl TargetAddrs {
@@ -97,6 +100,7 @@ impl TargetAddrs {
             "cookie" => self.cookie = v,
             "func" => self.func = v,
             "tidvar" => self.tidvar = v,
+            "bell_tid" => self.bell_tid = v,
             _ => {}
         }
     }
@@ -113,7 +117,7 @@ impl Target {
             .map_err(|e| format!("spawn seuss_target: {e}"))?;
         let stdin = child.stdin.take().unwrap();
         let out = BufReader::new(child.stdout.take().unwrap());
-        let mut t = Target { child, stdin, out, doorbell: 0, doorbell2: 0, cookie: 0, func: 0, tidvar: 0 };
+        let mut t = Target { child, stdin, out, doorbell: 0, doorbell2: 0, cookie: 0, func: 0, tidvar: 0, bell_tid: 0 };
         let mut a = TargetAddrs::default();
         loop {
             let l = t.line()?;
@@ -122,7 +126,7 @@ impl Target {
             }
             a.note(&l);
         }
-        (t.doorbell, t.doorbell2, t.cookie, t.func, t.tidvar) = (a.doorbell, a.doorbell2, a.cookie, a.func, a.tidvar);
+        (t.doorbell, t.doorbell2, t.cookie, t.func, t.tidvar, t.bell_tid) = (a.doorbell, a.doorbell2, a.cookie, a.func, a.tidvar, a.bell_tid);
         Ok(t)
     }
 

@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<seuss_capture>(), 24);
         assert_eq!(std::mem::size_of::<seuss_release_task>(), 16);
         assert_eq!(std::mem::size_of::<seuss_deploy>(), 40);
-        assert_eq!(std::mem::size_of::<seuss_snap_info>(), 88);
+        assert_eq!(std::mem::size_of::<seuss_snap_info>(), 96);
         assert_eq!(std::mem::size_of::<seuss_snap_list>(), 24);
         assert_eq!(std::mem::size_of::<seuss_dirty>(), 32);
         assert_eq!(std::mem::size_of::<seuss_stats>(), 56);

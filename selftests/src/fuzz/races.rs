@@ -51,7 +51,8 @@ impl Actor<'_> {
                 self.fail(&format!("CAPTURE racing RESUME gave {}", report::errno_name(e)));
             }
         }
-        self.after_capture(i, f, cap, Fault::None);
+        // A RESUME that won takes the freeze away first: ENOENT (no such freeze) or ESRCH (released).
+        self.after_capture(i, f, cap, Fault::None, &[libc::ENOENT, libc::ESRCH, libc::EAGAIN]);
         self.stale_freezes.push(f.id);
         self.live[i].freeze = None;
         self.finish(i);
@@ -108,7 +109,7 @@ impl Actor<'_> {
                 if r == Err(libc::EINTR) {
                     report::event(Event::Interrupted);
                 }
-                self.after_capture(i, f, r, Fault::None);
+                self.after_capture(i, f, r, Fault::None, &[libc::EINTR]);
             } else {
                 let mut a: uapi::seuss_wait = blank();
                 a.freeze_id = f.id;

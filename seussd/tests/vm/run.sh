@@ -168,6 +168,18 @@ def basic():
          lambda st, r: r == {"len": 1200000}),
         ("heavy", "import json, re, decimal, email, http.client\ndef main(args):\n    return {'d': str(decimal.Decimal('1.1') + decimal.Decimal('2.2'))}\n",
          None, {}, lambda st, r: r == {"d": "3.3"}),
+        # A thread started at import (blocked in a queue's condition wait when the function snapshot is
+        # taken) must come back in every warm instance; a pool started in main must work on every path.
+        ("thread_import", "import threading, queue, time\nQ = queue.Queue()\nA = queue.Queue()\n"
+                          "def work():\n    while True:\n        x = Q.get()\n        time.sleep(0.01)\n        A.put((x * 2, threading.get_native_id()))\n"
+                          "T = threading.Thread(target=work, daemon=True)\nT.start()\n"
+                          "def main(args):\n    Q.put(args['n'])\n    d, tid = A.get(timeout=60)\n"
+                          "    import os\n    mine = os.listdir('/proc/self/task')\n"
+                          "    return {'doubled': d, 'alive': T.is_alive(), 'threads': threading.active_count(), 'tid_here': str(tid) in mine}\n",
+         None, {"n": 21}, lambda st, r: r == {"doubled": 42, "alive": True, "threads": 2, "tid_here": True}),
+        ("pool_main", "from concurrent.futures import ThreadPoolExecutor\ndef main(args):\n"
+                      "    with ThreadPoolExecutor(4) as ex:\n        return {'squares': list(ex.map(lambda x: x * x, range(args['n'])))}\n",
+         None, {"n": 6}, lambda st, r: r == {"squares": [0, 1, 4, 9, 16, 25]}),
     ]
     for name, code, main, args, check in CASES:
         st, _ = put(name, code, main)
@@ -189,7 +201,7 @@ def basic():
         tap(shapes == {"runtime": (True, True, True), "cold": (True, True, True),
                        "warm": (False, True, True), "hot": (False, True, True)},
             "%s: initTime on cold and runtime only, waitTime everywhere, no response.statusCode" % name, shapes)
-        if name in ("echo", "heavy"):
+        if name in ("echo", "heavy", "thread_import"):
             snaps = [s for s in seuss("/snapshots") if s["function"] == name]
             tap(bool(rt) and len(snaps) == 1 and snaps[0]["parent"] == rt[0]["id"], "%s: function snapshot is a child of the runtime snapshot" % name, snaps)
             if snaps:
@@ -307,7 +319,7 @@ class _Info(ctypes.Structure):
                 ("parent_id", ctypes.c_uint64), ("depth", ctypes.c_uint32), ("uid", ctypes.c_uint32),
                 ("pages_mapped", ctypes.c_uint64), ("pages_private", ctypes.c_uint64), ("pt_bytes", ctypes.c_uint64),
                 ("capture_ns", ctypes.c_uint64), ("children", ctypes.c_uint64), ("deployed", ctypes.c_uint64),
-                ("pages_unchanged", ctypes.c_uint64)]
+                ("pages_unchanged", ctypes.c_uint64), ("threads", ctypes.c_uint32), ("reserved", ctypes.c_uint32)]
 class _Release(ctypes.Structure):
     _fields_ = [("size", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("snap_id", ctypes.c_uint64)]
 

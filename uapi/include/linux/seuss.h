@@ -38,7 +38,7 @@
 #include <linux/ioctl.h>
 
 /** SEUSS_ABI_VERSION - bumped on every incompatible change of this header. */
-#define SEUSS_ABI_VERSION 2
+#define SEUSS_ABI_VERSION 3
 
 /* Feature bits reported by SEUSS_IOC_VERSION. */
 #define SEUSS_FEAT_VERSION   (1ULL << 0) /* SEUSS_IOC_VERSION */
@@ -47,6 +47,7 @@
 #define SEUSS_FEAT_DEPLOY    (1ULL << 3) /* DEPLOY */
 #define SEUSS_FEAT_DIRTY     (1ULL << 4) /* DIRTY */
 #define SEUSS_FEAT_STATS     (1ULL << 5) /* STATS */
+#define SEUSS_FEAT_THREADS   (1ULL << 6) /* multi-threaded processes: ARM, CAPTURE, DEPLOY */
 
 #define SEUSS_IOC_MAGIC 0xE5
 
@@ -75,7 +76,8 @@ struct seuss_version {
 #define SEUSS_ARM_PIDFD (1U << 0) /* @pid is a pidfd, not a pid */
 
 /**
- * struct seuss_arm - argument of %SEUSS_IOC_ARM: arm a freeze point on a single-threaded 64-bit task.
+ * struct seuss_arm - argument of %SEUSS_IOC_ARM: arm a freeze point on a 64-bit task (one thread of a
+ *	process; the breakpoint or watchpoint fires in that thread only, and then every thread is parked).
  * @size: in.
  * @flags: in, %SEUSS_ARM_PIDFD or 0.
  * @pid: in, pid (in the caller's pid namespace) or pidfd of the target.
@@ -87,7 +89,7 @@ struct seuss_version {
  *
  * The caller needs ptrace-attach permission over the target, checked first: without it every existing
  * task gives -EPERM. Then: -ESRCH no such task, or it is exiting, a kernel thread or has no mm; -EINVAL
- * the caller itself; -EOPNOTSUPP multi-threaded or 32-bit; -EBUSY already armed or frozen; -ENOSPC no free
+ * the caller itself; -EOPNOTSUPP 32-bit; -EBUSY already armed or frozen; -ENOSPC no free
  * debug register; -EBADF the calling process no longer has a descriptor of the file (another thread closed
  * it during the call), and nothing stays armed. The freeze never parks an image the target exec'd after
  * ARM: such a freeze ends DEAD.
@@ -119,7 +121,8 @@ struct seuss_arm {
  * @reserved: must be 0.
  * @ip: out, user instruction pointer where the task is parked (valid when FROZEN).
  *
- * Returns 0 with @state set (at once when an ARMED target exits); -ETIMEDOUT when still ARMED after
+ * FROZEN means every thread of the process is parked (threads created while the park spreads are parked
+ * too). Returns 0 with @state set (at once when an ARMED target exits); -ETIMEDOUT when still ARMED after
  * @timeout_ms; -ERESTARTSYS on a signal.
  */
 struct seuss_wait {
@@ -139,8 +142,8 @@ struct seuss_wait {
  * @snap_id: out, id of the new immutable snapshot (global, >= 1).
  *
  * Errors: -EAGAIN not frozen (yet), -ESRCH the task died or the freeze was released, -EOPNOTSUPP the task
- * holds state that cannot be captured (multi-threaded, io_uring, shared writable anonymous memory, device
- * mappings, hugetlb, 32-bit), -ENOSPC the module's page cap (parameter max_pages) would be exceeded,
+ * holds state that cannot be captured (io_uring, shared writable anonymous memory, device mappings,
+ * hugetlb, 32-bit, its mm or signal handlers shared with another process, in any of its threads), -ENOSPC the module's page cap (parameter max_pages) would be exceeded,
  * -ENOENT the task is an instance of a snapshot that has been released since. -ERESTARTSYS: a signal
  * interrupted the wait; the capture is abandoned and leaves no snapshot. Concurrent CAPTUREs of one
  * freeze run one after the other.
@@ -182,9 +185,14 @@ struct seuss_release_task {
  * @cookie: in.
  *
  * The calling (single-threaded) process's address space, registers, FPU state, signal handlers, mask and
- * altstack, rseq and robust-list registration are replaced by the snapshot's; on success the ioctl does not
- * return to the caller's code but into the snapshot's saved context, every register as it was there (all
- * 64 bits of rax included). Its pid, credentials, cgroup, namespaces and files stay, except that every
+ * altstack, rseq and robust-list registration and name are replaced by the snapshot's; on success the ioctl
+ * does not return to the caller's code but into the snapshot's saved context, every register as it was there
+ * (all 64 bits of rax included). The caller becomes the snapshot's first thread (its process's leader when
+ * captured); each other thread is recreated in the caller's process with its own saved state, and its new
+ * tid is stored at its set_tid_address() pointer (the C library's per-thread tid field), so joins, signals
+ * to threads and error-checking mutexes work. A thread captured inside an interrupted system call restarts
+ * it, except one with a restart block (nanosleep, a futex or poll with a timeout): that call returns
+ * -EINTR. Owner tids inside robust or PI futexes are not rewritten: freeze where no such lock is held. Its pid, credentials, cgroup, namespaces and files stay, except that every
  * descriptor of /dev/seuss in the caller's fd table is closed. The new address space keeps the snapshot's
  * user namespace and dumpability. Errors (returned to the caller, which is unchanged): -ENOENT no such
  * snapshot, -EPERM not entitled (see "Ownership"), -EOPNOTSUPP the caller is multi-threaded, shares its
@@ -192,7 +200,8 @@ struct seuss_release_task {
  * ptraced, -EFAULT @tid_addr / @cookie_addr is misaligned or not in a writable mapping of the snapshot,
  * -EINTR a fatal signal is pending. After the point of no return only a failure to store @tid / @cookie
  * remains (the write to a checked, writable mapping can then fail only for want of memory, or by fault
- * injection): the caller is then killed (SIGKILL), as exec kills a task that fails past its own point of
+ * injection), and creating the other threads (memory, RLIMIT_NPROC, pids.max): the caller is then killed
+ * (SIGKILL), as exec kills a task that fails past its own point of
  * no return.
  */
 struct seuss_deploy {
@@ -220,6 +229,8 @@ struct seuss_deploy {
  * @deployed: out, deploys made from it so far.
  * @pages_unchanged: out, pages the captured task had copied but not changed: mapped from the parent
  *	snapshot again at capture (module parameter share_unchanged), so not counted in @pages_private.
+ * @threads: out, threads the snapshot holds (a DEPLOY recreates them all).
+ * @reserved: out, 0.
  */
 struct seuss_snap_info {
 	__u32 size;
@@ -235,6 +246,8 @@ struct seuss_snap_info {
 	__u64 children;
 	__u64 deployed;
 	__u64 pages_unchanged;
+	__u32 threads;
+	__u32 reserved;
 };
 
 /**
