@@ -31,8 +31,9 @@
 //! the kernel-side trampoline of [`ModuleWork`] holds a module reference until the work has returned.
 //! Each follower holds one `Arc<Freeze>`, and the freeze's `followers` list holds the followers until
 //! the leader leaves its park (`leave`), which breaks that cycle on every path out of the park.
-//! Locks: `bp` (a mutex, process context), `followers` (a mutex, only the leader takes it), `state` and a
-//! follower's `slot` (spinlocks) are never held together; the breakpoint handler takes none.
+//! Locks: `bp` (a mutex, process context), `followers` (a mutex, only the leader takes it) and `state`
+//! (a spinlock) are never held together; a follower's `slot` (a spinlock) is a leaf, taken alone or
+//! under `followers` (the leader reading the slots); the breakpoint handler takes none.
 
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use kernel::alloc::{flags::GFP_KERNEL, KVec};

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! seuss.ko: serverless execution using snapshots.
 //!
-//! Freezes a single-threaded 64-bit process at a hardware breakpoint, a watchpoint or its next return to
-//! user mode, captures it into an immutable
-//! in-kernel snapshot (a task-less copy-on-write address space plus its user CPU state), and deploys
-//! copy-on-write children of any snapshot into stub processes. Snapshots captured from deployed children
+//! Freezes a 64-bit process (every one of its threads) at a hardware breakpoint, a watchpoint or its next
+//! return to user mode, captures it into an immutable in-kernel snapshot (a task-less copy-on-write
+//! address space plus the user CPU state of each thread), and deploys copy-on-write children of any
+//! snapshot into stub processes, recreating its threads there. Snapshots captured from deployed children
 //! form a tree whose nodes record their page-level diff against their parent. The ABI is
 //! `uapi/include/linux/seuss.h`; ARCHITECTURE.md describes the data flow.
 //!

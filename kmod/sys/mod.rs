@@ -19,11 +19,16 @@
 //! uapi-stable or were checked.
 //!
 //! The engine's own mutexes (registry snapshots, registry instances, a session's freezes, the armed set,
-//! a freeze's breakpoint slot) are leaves: none is held while another is taken, while sleeping on a
-//! freeze, or across `dup_mm`/mm swaps. One kernel lock nests inside one of them: ARM takes the caller's
-//! fd table `file_lock` (in `iterate_fd`, [`miscdev::OpenFile::installed_in_current`]) under its session's
-//! freezes mutex; the kernel never calls the module with `file_lock` held. A freeze's state spinlock is taken with none of them held; under
-//! it only wake-ups happen (its condvar's and its park queue's internal locks nest inside it).
+//! a freeze's breakpoint slot, a freeze's follower list) are leaves among themselves: none is held while
+//! another is taken, while sleeping on a freeze, or across `dup_mm`/mm swaps. Kernel locks that nest
+//! inside them: ARM takes the caller's fd table `file_lock` (in `iterate_fd`,
+//! [`miscdev::OpenFile::installed_in_current`]) under its session's freezes mutex, and the kernel never
+//! calls the module with `file_lock` held; the leader of a freeze queues its followers' park works
+//! (`task_work_add` with TWA_SIGNAL: the target's `pi_lock` and runqueue lock, for the wake-up) under
+//! the follower list. Spinlocks: a freeze's state spinlock is taken with none of them held, and under it
+//! only wake-ups happen (its condvar's and its park queue's internal locks nest inside it); a follower's
+//! slot spinlock is a leaf, taken alone or under the follower list (the leader reading the slots), and
+//! dropped before the follower wakes the leader.
 
 pub(crate) mod bp;
 pub(crate) mod cpu;
