@@ -43,12 +43,13 @@ impl Actor<'_> {
         }
     }
 
-    /// A pid ARM must refuse (kthreadd, ourselves, our multi-threaded parent, a zombie, none at all),
-    /// or a stale one (which might by now name anything).
+    /// A pid ARM must refuse (kthreadd, ourselves: our process or this thread, a zombie, none at all),
+    /// or a stale one (which might by now name anything). Our parent (multi-threaded) is no longer one:
+    /// the engine freezes multi-threaded processes.
     fn refused_pid(&mut self) -> (i32, bool) {
         // SAFETY: getpid and gettid have no preconditions.
         let (me, tid) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid) as i32) };
-        let must = [0, -1, i32::MIN, i32::MAX, 0x3fff_fff0, 2, me, tid, self.sh.parent_pid, self.zombie];
+        let must = [0, -1, i32::MIN, i32::MAX, 0x3fff_fff0, 2, me, tid, self.zombie];
         if !self.stale_pids.is_empty() && self.rng.chance(150) {
             return (self.stale_pids[self.rng.below(self.stale_pids.len() as u64) as usize], false);
         }

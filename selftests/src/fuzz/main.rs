@@ -112,15 +112,13 @@ fn settled(s: &uapi::seuss_stats) -> [u64; 4] {
 
 /// Forks the worker processes (before any thread exists in this process).
 fn fork_workers(cfg: &Cfg) -> Vec<i32> {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
     let _ = std::io::stdout().flush();
     (0..cfg.procs)
         .map(|p| {
             // SAFETY: this process is single-threaded here, so the child may run ordinary Rust code.
             match unsafe { libc::fork() } {
                 0 => {
-                    let code = worker::run(p, cfg, me);
+                    let code = worker::run(p, cfg);
                     let _ = std::io::stdout().flush();
                     // SAFETY: leaving the worker without the parent's exit handlers.
                     unsafe { libc::_exit(code) }

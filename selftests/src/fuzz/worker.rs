@@ -16,8 +16,6 @@ pub struct ProcShared {
     pub board: Mutex<Vec<(u64, DeployInfo)>>,
     /// An open /dev/null (stdio of stubs; a descriptor that is not the device).
     pub null_fd: i32,
-    /// The parent's pid (multi-threaded: ARM of it must be refused).
-    pub parent_pid: i32,
 }
 
 extern "C" fn on_usr1(_: libc::c_int) {}
@@ -41,14 +39,14 @@ pub fn open_raw() -> i32 {
 }
 
 /// Runs worker process `proc_idx`; returns its exit status.
-pub fn run(proc_idx: usize, cfg: &Cfg, parent_pid: i32) -> i32 {
+pub fn run(proc_idx: usize, cfg: &Cfg) -> i32 {
     install_interrupt_handler();
     while super::report::board().started.load(Ordering::SeqCst) == 0 {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     // SAFETY: opening /dev/null.
     let null_fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    let sh = ProcShared { slots: [AtomicI32::new(open_raw()), AtomicI32::new(open_raw())], board: Mutex::new(Vec::new()), null_fd, parent_pid };
+    let sh = ProcShared { slots: [AtomicI32::new(open_raw()), AtomicI32::new(open_raw())], board: Mutex::new(Vec::new()), null_fd };
     std::thread::scope(|s| {
         for t in 0..cfg.threads {
             let sh = &sh;
