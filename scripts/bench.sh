@@ -4,7 +4,7 @@
 #! speed. Figures are ratios measured side by side in one run (absolute TCG times mean little).
 #!   scripts/bench.sh                 engine (seuss_bench) and seussd (seussd-bench), full sizes
 #!   scripts/bench.sh seussd [OPTS]   seussd-bench only, OPTS as in seussd/tests/vm/bench.sh
-#!   scripts/bench.sh engine          seuss_bench only
+#!   scripts/bench.sh engine          seuss_bench only (python3, then `threads`: 8 vs 1 threads, heaps)
 #! The JSON files land in the VM's output directory (printed by scripts/vm.sh).
 #! SEUSS_FLAVOR=test scripts/bench.sh ... measures on the test kernel (lockdep on) instead.
 set -euo pipefail
@@ -16,7 +16,7 @@ cd "$SEUSS_ROOT"
 ko="$("$SEUSS_ROOT/scripts/module.sh" | tail -1)"
 cargo build --release --workspace --bins 2>&1 | tail -1 >&2
 what="${1:-all}"; shift || true
-engine="SEUSS_KO=$ko target/release/seuss_bench 200 200"
+engine="SEUSS_KO=$ko target/release/seuss_bench 200 200 && SEUSS_KO=$ko target/release/seuss_bench threads 100"
 seussd="{ grep -q '^seuss ' /proc/modules || insmod $ko; } && SEUSS_BIN=$SEUSS_ROOT/target/release bash seussd/tests/vm/bench.sh $*"
 case "$what" in
     all) cmd="$engine && $seussd" ;;

@@ -7,9 +7,11 @@
 //! of the module's `prefault` setting (3: written pages and program text, 1: written pages, 0: none). The interpreter
 //! and its library run from a tmpfs copy for both paths, so neither pays for the 9p root.
 //! Prints a table and one `BENCH {json}` line. Not a test: it asserts nothing about speed.
+//! `seuss_bench threads [N]` runs the multi-threaded engine's benchmark instead (`bench_threads.rs`).
 
 #![allow(dead_code)] // shares test modules with seuss_test, using a part of them
 
+mod bench_threads;
 mod ktap;
 mod python;
 mod util;
@@ -53,6 +55,10 @@ fn cold_once(python: &str, script: &str, i: i64) -> f64 {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("threads") {
+        let n = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(100);
+        return bench_threads::run(n);
+    }
     let n_deploy: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let n_cold: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(30);
     util::ensure_loaded().expect("load seuss.ko");

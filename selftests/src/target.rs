@@ -22,6 +22,7 @@
 //!   cases' modes, in `target_hardening.rs`.
 
 mod target_hardening;
+mod target_pool;
 mod target_threads;
 
 use std::arch::asm;
@@ -205,6 +206,9 @@ fn main() {
     target_hardening::run(&args);
     if args.get(1).map(String::as_str) == Some("mt") {
         target_threads::run_mt();
+    }
+    if args.get(1).map(String::as_str) == Some("pool") {
+        target_pool::run_pool(&args);
     }
     let mode = args.get(1).map(String::as_str).unwrap_or("watch");
     match mode {
