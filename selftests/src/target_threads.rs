@@ -6,14 +6,17 @@
 //! | 0 main | untimed condition wait (futex, ERESTARTSYS)           | the wait is re-issued                |
 //! | 1 bell | user mode, right after its store to the doorbell       | runs on                              |
 //! | 2      | timed condition wait (futex with a restart block)     | -EINTR: a spurious wakeup, waits on  |
-//! | 3      | nanosleep loop (restart block)                        | -EINTR: std's sleep sleeps the rest  |
+//! | 3      | nanosleep (restart block)                             | -EINTR, sleeps again                 |
 //! | 4 read | blocking read of stdin (a pipe, ERESTARTSYS)          | re-issued on the child's own stdin   |
 //! | 5 spin | spinning in user space                                | runs on                              |
-//! | 6      | poll(NULL, 0, 25 ms) loop (restart block)             | -EINTR, loops                        |
+//! | 6      | poll(NULL, 0, timeout) (restart block)                | -EINTR, polls again                  |
 //! | 7      | pause() (ERESTARTNOHAND)                              | re-issued, ends at its SIGUSR1       |
 //!
-//! The bell thread (its tid printed as `bell_tid`, the one to arm) waits until every sleeper is asleep,
-//! then stores to the doorbell. After the freeze point, in the resumed source and in every child: the
+//! The timed waits (threads 2, 3, 6) have a [`BACKSTOP`] timeout and end on an event, not on time: thread
+//! 2 at STOP's notify, threads 3 and 6 at their SIGUSR1 (the EINTR it brings; the backstop only bounds a
+//! signal that lands between the check and the call). The bell thread (its tid printed as `bell_tid`,
+//! the one to arm) waits until every sleeper is asleep (exit 3 if that takes over a minute), then
+//! stores to the doorbell. After the freeze point, in the resumed source and in every child: the
 //! reader takes one command line. `exit` leaves at once with status 43 (the deploy/exit cycles).
 //! `check K`: main sends SIGUSR1 to threads 1..7 with `pthread_kill` (which signals the tid the C library
 //! keeps for the thread: a stale one from the captured process fails with ESRCH), starts a new thread and
@@ -27,11 +30,14 @@ use std::io::BufRead;
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Threads of the process at the freeze, main included.
 const N: usize = 8;
 const TLS_BASE: u64 = 0x7e11_0000;
+/// Timeout of the timed waits: long enough that each thread is asleep, not between sleeps, at the
+/// freeze; they end on an event, so no test waits for it.
+const BACKSTOP: Duration = Duration::from_secs(60);
 
 static mut BELL: u64 = 0;
 /// Set by main once the test has armed the bell thread (its `go`).
@@ -113,15 +119,19 @@ fn bell_thread() -> u32 {
         g = GO_CV.wait(g).unwrap();
     }
     drop(g);
-    // Wait until every sleeper sleeps (threads 3 and 6 wake now and then: all at once, up to 20 s).
-    for _ in 0..20_000 {
+    // Poll until every sleeper sleeps: the freeze must find each in its own state.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
         let tids: Vec<i32> = TIDS.iter().map(|t| t.load(SeqCst)).collect();
-        let ready = tids.iter().all(|t| *t != 0)
-            && [0usize, 2, 3, 4, 6, 7].iter().all(|i| task_state(tids[*i]) == b'S');
-        if ready {
+        if tids.iter().all(|t| *t != 0) && [0usize, 2, 3, 4, 6, 7].iter().all(|i| task_state(tids[*i]) == b'S') {
             break;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        if Instant::now() > deadline {
+            say(&format!("mt: sleepers not asleep after 60 s (tids {tids:?})"));
+            // SAFETY: leaving the whole process at once.
+            unsafe { libc::_exit(3) };
+        }
+        std::thread::yield_now();
     }
     // The freeze point: a watchpoint on this store.
     // SAFETY: a static u64 only this thread writes.
@@ -150,13 +160,16 @@ fn worker(i: usize) -> u32 {
         2 => {
             let mut g = STOP_M.lock().unwrap();
             while !stopped() {
-                g = STOP_CV.wait_timeout(g, Duration::from_millis(40)).unwrap().0;
+                g = STOP_CV.wait_timeout(g, BACKSTOP).unwrap().0;
             }
         }
         3 => {
-            while !stopped() {
-                std::thread::sleep(Duration::from_millis(15));
+            let ts = libc::timespec { tv_sec: BACKSTOP.as_secs() as libc::time_t, tv_nsec: 0 };
+            while HITS.with(|h| h.get()) == 0 {
+                // SAFETY: a valid timespec; no remainder wanted. SIGUSR1 ends it with EINTR.
+                unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
             }
+            wait_stop();
         }
         5 => {
             while !stopped() {
@@ -165,10 +178,11 @@ fn worker(i: usize) -> u32 {
             }
         }
         6 => {
-            while !stopped() {
-                // SAFETY: poll with no descriptors is a sleep.
-                unsafe { libc::poll(std::ptr::null_mut(), 0, 25) };
+            while HITS.with(|h| h.get()) == 0 {
+                // SAFETY: poll with no descriptors is a sleep; SIGUSR1 ends it with EINTR.
+                unsafe { libc::poll(std::ptr::null_mut(), 0, BACKSTOP.as_millis() as libc::c_int) };
             }
+            wait_stop();
         }
         7 => {
             while HITS.with(|h| h.get()) == 0 {

@@ -170,8 +170,8 @@ def basic():
          None, {}, lambda st, r: r == {"d": "3.3"}),
         # A thread started at import (blocked in a queue's condition wait when the function snapshot is
         # taken) must come back in every warm instance; a pool started in main must work on every path.
-        ("thread_import", "import threading, queue, time\nQ = queue.Queue()\nA = queue.Queue()\n"
-                          "def work():\n    while True:\n        x = Q.get()\n        time.sleep(0.01)\n        A.put((x * 2, threading.get_native_id()))\n"
+        ("thread_import", "import threading, queue\nQ = queue.Queue()\nA = queue.Queue()\n"
+                          "def work():\n    while True:\n        x = Q.get()\n        A.put((x * 2, threading.get_native_id()))\n"
                           "T = threading.Thread(target=work, daemon=True)\nT.start()\n"
                           "def main(args):\n    Q.put(args['n'])\n    d, tid = A.get(timeout=60)\n"
                           "    import os\n    mine = os.listdir('/proc/self/task')\n"
