@@ -2,8 +2,8 @@
 //!
 //! For one python3 function (driver.py: imports json, re, collections, decimal; answers one JSON line) it
 //! measures in one run, side by side: capture time; deploy-to-answer latency over N deploys (fork a stub,
-//! deploy the snapshot, send a request, read the answer); the same function started cold (fresh python3
-//! + imports) over M runs; their ratio; the private pages each deployed child made; and an interleaved A/B
+//! deploy the snapshot, send a request, read the answer); the same function started cold (a fresh python3
+//! and its imports) over M runs; their ratio; the private pages each deployed child made; and an interleaved A/B
 //! of the module's `prefault` setting (3: written pages and program text, 1: written pages, 0: none). The interpreter
 //! and its library run from a tmpfs copy for both paths, so neither pays for the 9p root.
 //! Prints a table and one `BENCH {json}` line. Not a test: it asserts nothing about speed.

@@ -10,14 +10,10 @@
 //! Every child is checked to run with all its threads and to answer; nothing about speed is asserted.
 //! Prints a table and one `BENCH_THREADS {json}` line.
 
+use super::pct;
 use crate::util::{self, Target};
 use std::time::Instant;
 use uapi::{Device, DeployOpts, FreezePoint, FreezeState};
-
-fn p50(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 /// A frozen-and-captured `pool` target: (snapshot id, the target's fork+exit+wait median in µs).
 fn snapshot(d: &Device, threads: usize, heap_mib: usize) -> (u64, u64, f64) {
@@ -51,7 +47,7 @@ fn deploy_once(d: &Device, snap: u64, threads: usize) -> (f64, f64) {
     let l = c.line().unwrap();
     let answer = t0.elapsed().as_secs_f64() * 1e3;
     assert!(l.starts_with("pong"), "deployed answer {l}");
-    let n = std::fs::read_dir(format!("/proc/{}/task", c.pid)).map(|r| r.count()).unwrap_or(0);
+    let n = util::threads_of(c.pid).len();
     assert_eq!(n, threads, "threads of deployed child {}", c.pid);
     c.send("exit").unwrap();
     let code = c.wait();
@@ -76,7 +72,7 @@ pub fn run(n: usize) {
     }
     d.snap_release(s1).unwrap();
     d.snap_release(s8).unwrap();
-    let (m1, m8) = (p50(&mut a1), p50(&mut a8));
+    let (m1, m8) = (pct(&mut a1, 0.5), pct(&mut a8, 0.5));
     println!("# seuss_bench threads: seuss_target pool, TCG guest, {n} deploys per row (p50)");
     println!("# capture: 1 thread {c1:.1} ms, 8 threads {c8:.1} ms");
     println!("# deploy-and-answer: 1 thread {m1:.2} ms, 8 threads {m8:.2} ms, ratio {:.2}x (target <= 1.5x)", m8 / m1);
@@ -92,7 +88,7 @@ pub fn run(n: usize) {
             tot.push(t);
         }
         d.snap_release(s).unwrap();
-        let (ma, mt) = (p50(&mut ans), p50(&mut tot));
+        let (ma, mt) = (pct(&mut ans, 0.5), pct(&mut tot, 0.5));
         let fork_ms = fork_us as f64 / 1e3;
         println!("# heap {heap:>4} MiB: capture {cap:.1} ms; deploy-and-answer {ma:.2} ms, deploy-answer-exit-wait {mt:.2} ms; \
                   the process's own fork+exit+wait {fork_ms:.2} ms (deploy/fork {:.2}x; {reps} deploys)", mt / fork_ms);

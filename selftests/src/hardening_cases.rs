@@ -676,7 +676,7 @@ fn arm_eperm_first() -> Result<(), String> {
     wait_for("the zombie to exit", 30_000, || exited_unreaped(zpid))?;
     let (tp, sp) = (threads.pid(), single.pid());
     wait_for("the threaded target's second thread", 30_000, || {
-        std::fs::read_dir(format!("/proc/{tp}/task")).map(|r| r.count() >= 2).unwrap_or(false)
+        threads_of(tp).len() >= 2
     })?;
     let r = as_nobody(120_000, || {
         let points = [FreezePoint::Now, FreezePoint::Write { addr: 0x10_0000, len: 8 }, FreezePoint::Exec(0x10_0000)];

@@ -105,6 +105,7 @@ fn wait_go() {
     std::io::stdin().lock().read_line(&mut line).unwrap();
 }
 
+/// One line to the test (flushed), for every mode's module.
 fn say(s: &str) {
     // The reader may be gone (a test that already failed): ignore EPIPE.
     let mut o = std::io::stdout().lock();

@@ -12,6 +12,7 @@
 //! After the freeze point, in every deployed child: one line `ping` is answered `pong`; the next line
 //! (or end of input) makes the process exit 0 (exit_group, all threads).
 
+use super::say;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
@@ -21,13 +22,6 @@ static BELL: AtomicU64 = AtomicU64::new(0);
 static WORK: Mutex<u64> = Mutex::new(0);
 static WORK_CV: Condvar = Condvar::new();
 static IDLE: AtomicUsize = AtomicUsize::new(0);
-
-fn say(s: &str) {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{s}");
-    let _ = o.flush();
-}
 
 fn fork_p50(k: usize) -> u64 {
     let mut us: Vec<u64> = (0..k.max(1))

@@ -25,6 +25,7 @@
 //! that shared memory with a sibling would see the sibling's K). Main prints one `mtreport` line and
 //! exits 42 when every check passed, or 20 + the number of failed checks.
 
+use super::say;
 use std::cell::Cell;
 use std::io::BufRead;
 use std::os::unix::thread::JoinHandleExt;
@@ -66,12 +67,6 @@ extern "C" fn on_usr1(_: libc::c_int) {
 fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
-}
-
-fn say(s: &str) {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{s}").and_then(|_| o.flush());
 }
 
 /// Marks the calling thread as thread `i`: its TLS value and its tid.

@@ -31,13 +31,6 @@ fn frozen_mt(d: &Device) -> Result<(Target, u64), String> {
     }
 }
 
-/// The threads of process `pid` (tids in /proc).
-fn tasks_of(pid: i32) -> HashSet<i32> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|r| r.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default()
-}
-
 /// Checks one `mtreport` line of process `pid` that ran `check k`; returns its tids.
 fn mt_report_ok(line: &str, pid: i32, k: u64) -> Result<Vec<i32>, String> {
     check(line.starts_with("mtreport "), || format!("not a report: {line}"))?;
@@ -58,7 +51,7 @@ fn eight_threads_ten_children() -> Result<(), String> {
     let d = dev()?;
     let base = d.stats().map_err(e("STATS"))?;
     let (mut t, id) = frozen_mt(&d)?;
-    let src_tids = tasks_of(t.pid());
+    let src_tids = threads_of(t.pid());
     check(src_tids.len() == 8, || format!("source has {} threads, want 8", src_tids.len()))?;
     let snap = d.capture(id).map_err(e("CAPTURE"))?;
     let info = d.snap_info(snap).map_err(e("SNAP_INFO"))?;
@@ -67,7 +60,7 @@ fn eight_threads_ten_children() -> Result<(), String> {
     // All ten run side by side before any gets its command.
     for s in &stubs {
         let pid = s.pid;
-        wait_for("a child's 8 threads", 60_000, || tasks_of(pid).len() >= 8)?;
+        wait_for("a child's 8 threads", 60_000, || threads_of(pid).len() >= 8)?;
     }
     let mut seen: HashSet<i32> = src_tids.clone();
     for (i, s) in stubs.iter_mut().enumerate() {

@@ -298,6 +298,13 @@ pub fn wait_for(what: &str, ms: u64, mut cond: impl FnMut() -> bool) -> Result<(
 }
 
 /// The kernel function a task sleeps in (`/proc/PID/task/TID/wchan`; "0" when running or unknown).
+/// The threads of process `pid` (its tids in /proc; empty once it is gone).
+pub fn threads_of(pid: i32) -> std::collections::HashSet<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|r| r.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 pub fn wchan(pid: i32, tid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default().trim().to_string()
 }
