@@ -6,10 +6,11 @@
 //! handler only queues a task work; the work parks the task and serves what controllers ask (CAPTURE,
 //! RESUME, KILL). Before it reports itself parked, that task (the *leader* of the freeze: the armed
 //! thread) parks every other thread of its process (*followers*) with a task work of their own, each of
-//! which saves its thread's user state in its own context and sleeps until the leader leaves its park. One typed state machine ([`Phase`] plus the requests in [`State`]) lives under one
-//! spinlock; controllers sleep on a `CondVar` (interruptible), the parked task on its own wait queue
-//! (killable and freezable, with no lock held: 6.12's `CondVar` has neither mode), woken through the
-//! `mail` flag that every request raises under the lock.
+//! which saves its thread's user state in its own context and sleeps until the leader leaves its park.
+//! One typed state machine ([`Phase`] plus the requests in [`State`]) lives under one spinlock;
+//! controllers sleep on a `CondVar` (interruptible), the parked task on its own wait queue (killable and
+//! freezable, with no lock held: 6.12's `CondVar` has neither mode), woken through the `mail` flag that
+//! every request raises under the lock.
 //!
 //! ```text
 //!   Armed --(park work runs)--> Parked <--(CAPTURE)--> Capturing

@@ -64,7 +64,8 @@ fn snapshot_label(s: &SnapshotEntry) -> String {
     } else {
         format!("function {}", s.function)
     };
-    format!("#{} {what}, {} private pages", s.id, s.private_pages)
+    let threads = if s.threads > 1 { format!(", {} threads", s.threads) } else { String::new() };
+    format!("#{} {what}, {} private pages{threads}", s.id, s.private_pages)
 }
 
 /// The snapshots drawn as a forest: each root (no parent, or a parent not in
@@ -139,6 +140,7 @@ pub fn snapshot_table(snaps: &[SnapshotEntry]) -> String {
                 },
                 short_runtime(&s.runtime).to_owned(),
                 s.private_pages.to_string(),
+                s.threads.to_string(),
                 s.created_ms.to_string(),
             ]
         })
@@ -150,6 +152,7 @@ pub fn snapshot_table(snaps: &[SnapshotEntry]) -> String {
             "FUNCTION",
             "RUNTIME",
             "PRIVATE PAGES",
+            "THREADS",
             "CREATED (ms)",
         ],
         &rows,
@@ -165,6 +168,7 @@ pub fn snapshot_json(s: &SnapshotEntry) -> Value {
         "runtime": s.runtime,
         "private_pages": s.private_pages,
         "created_ms": s.created_ms,
+        "threads": s.threads,
     })
 }
 
@@ -250,6 +254,7 @@ mod tests {
             function: function.into(),
             runtime: "python:/usr/bin/python3.11@2049:77:10:1/kernel:6.12.9/launcher:00ab".into(),
             created_ms: 0,
+            threads: if function == "c" { 3 } else { 1 },
         }
     }
 
@@ -265,7 +270,7 @@ mod tests {
         let expected = "\
 #1 runtime python3.11, 10 private pages
 ├── #2 function a, 20 private pages
-│   └── #4 function c, 40 private pages
+│   └── #4 function c, 40 private pages, 3 threads
 └── #3 function b, 30 private pages
 #9 function orphan, 90 private pages
 ";
@@ -317,5 +322,6 @@ mod tests {
         assert_eq!(start_path(&act), Some("cold"));
         assert_eq!(start_path(&json!({})), None);
         assert_eq!(snapshot_json(&snap(1, 0, ""))["parent"], Value::Null);
+        assert_eq!(snapshot_json(&snap(4, 2, "c"))["threads"], 3);
     }
 }

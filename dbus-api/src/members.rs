@@ -77,7 +77,7 @@ pub const MEMBERS: &[Member] = &[
     m("Invoke", "ss", "s", Access::Write),
     m("InvokeWithOptions", "ssa{sv}", "s", Access::Write),
     m("GetActivation", "s", "s", Access::Read),
-    m("ListSnapshots", "", "a(tttsst)", Access::Read),
+    m("ListSnapshots", "", "a(tttsstu)", Access::Read),
     m("DropSnapshot", "t", "", Access::Write),
     m("Prewarm", "s", "t", Access::Write),
     m("GetStats", "", "a{sv}", Access::Read),

@@ -22,7 +22,7 @@ pub struct FunctionEntry {
     pub json: String,
 }
 
-/// One snapshot, as listed by `ListSnapshots`: signature `(tttsst)`.
+/// One snapshot, as listed by `ListSnapshots`: signature `(tttsstu)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct SnapshotEntry {
     /// Snapshot id (never 0).
@@ -37,6 +37,8 @@ pub struct SnapshotEntry {
     pub runtime: String,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// Threads of the snapshot's process, each recreated in every child.
+    pub threads: u32,
 }
 
 #[cfg(test)]
@@ -46,6 +48,6 @@ mod tests {
     #[test]
     fn signatures_are_fixed() {
         assert_eq!(FunctionEntry::signature(), "(sstts)");
-        assert_eq!(SnapshotEntry::signature(), "(tttsst)");
+        assert_eq!(SnapshotEntry::signature(), "(tttsstu)");
     }
 }

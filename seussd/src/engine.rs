@@ -15,6 +15,8 @@ pub struct SnapStat {
     /// Pages the captured instance had copied without changing them, shared with the parent again.
     pub unchanged_pages: u64,
     pub children: u64,
+    /// Threads the snapshot's process had (each recreated in every child).
+    pub threads: u32,
 }
 
 /// The module-wide counters of `SEUSS_IOC_STATS`.
@@ -99,6 +101,7 @@ impl SnapshotEngine for UapiEngine {
             private_pages: i.pages_private,
             unchanged_pages: i.pages_unchanged,
             children: i.children,
+            threads: i.threads,
         })
     }
     fn snap_list(&self) -> Result<Vec<u64>, Errno> {

@@ -393,6 +393,13 @@ pub struct SnapshotInfo {
     pub runtime: String,
     pub private_pages: u64,
     pub created_ms: u64,
+    /// Threads of the snapshot's process (1 in records written before threads were captured).
+    #[serde(default = "one_thread")]
+    pub threads: u32,
+}
+
+fn one_thread() -> u32 {
+    1
 }
 
 /// Daemon-wide counters.

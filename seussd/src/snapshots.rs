@@ -141,6 +141,7 @@ impl Inner {
                 runtime: self.runtime_key.clone(),
                 private_pages: stat.private_pages,
                 created_ms: now,
+                threads: stat.threads,
             },
             cookie_addr: db.cookie,
             tid_addr: db.tid,

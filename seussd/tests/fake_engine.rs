@@ -160,7 +160,7 @@ async fn snapshots_a_crash_left_behind_are_released_at_start() {
         id
     };
     let owner = fake.snaps.lock().unwrap()[&rt].uid;
-    let stat = |parent, uid| SnapStat { parent, uid, private_pages: 7, unchanged_pages: 0, children: 0 };
+    let stat = |parent, uid| SnapStat { parent, uid, private_pages: 7, unchanged_pages: 0, children: 0, threads: 1 };
     {
         let mut snaps = fake.snaps.lock().unwrap();
         snaps.insert(1000, stat(None, owner)); // a runtime capture never indexed

@@ -118,6 +118,8 @@ pub fn snapshot_entry<T: Serialize>(info: &T) -> Result<SnapshotEntry, Error> {
         function: str_at(&v, &["function"]),
         runtime: str_at(&v, &["runtime"]),
         created_ms: u64_at(&v, &["created_ms"]),
+        // A record from before threads were captured had one.
+        threads: v.get("threads").and_then(Value::as_u64).map_or(1, |t| t.try_into().unwrap_or(u32::MAX)),
     })
 }
 
@@ -212,11 +214,13 @@ mod tests {
                 private_pages: 12,
                 function: String::new(),
                 runtime: "python:3".into(),
-                created_ms: 5
+                created_ms: 5,
+                threads: 1
             }
         );
-        let s = json!({"id":8,"parent":7,"function":"f","runtime":"python:3","private_pages":1,"created_ms":6});
+        let s = json!({"id":8,"parent":7,"function":"f","runtime":"python:3","private_pages":1,"created_ms":6,"threads":4});
         assert_eq!(snapshot_entry(&s).unwrap().parent, 7);
+        assert_eq!(snapshot_entry(&s).unwrap().threads, 4);
     }
 
     #[test]

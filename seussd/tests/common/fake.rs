@@ -92,6 +92,8 @@ impl SnapshotEngine for Fake {
                 private_pages: 100,
                 unchanged_pages: 0,
                 children: 0,
+                // Like the kernel: every thread of the captured process.
+                threads: std::fs::read_dir(format!("/proc/{pid}/task")).map_or(1, |r| r.count() as u32),
             },
         );
         Ok(*n)

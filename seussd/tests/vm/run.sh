@@ -206,6 +206,10 @@ def basic():
             tap(bool(rt) and len(snaps) == 1 and snaps[0]["parent"] == rt[0]["id"], "%s: function snapshot is a child of the runtime snapshot" % name, snaps)
             if snaps:
                 print("# %s function snapshot: %d private pages (%.2f MiB)" % (name, snaps[0]["private_pages"], snaps[0]["private_pages"] * 4096 / 2**20))
+            # The kernel's thread count of each snapshot: the import's thread is in the function snapshot.
+            want = 2 if name == "thread_import" else 1
+            tap(len(snaps) == 1 and snaps[0].get("threads") == want and rt[0].get("threads") == 1,
+                "%s: function snapshot holds %d thread(s), the runtime snapshot 1" % (name, want), (snaps, rt[:1]))
 
     # Init failures.
     st, _ = put("noentry", "def main(args):\n    return {}\n", "nope")
