@@ -6,7 +6,10 @@
 //! own API, which still requires credentials). Restrict this with host firewall rules (e.g. nftables
 //! `meta skuid`) if needed.
 
+pub mod actdb;
+pub mod actimport;
 pub mod activation;
+pub mod actpage;
 pub mod budget;
 pub mod cgroup;
 pub mod config;
