@@ -90,6 +90,12 @@ pub struct Config {
     pub shutdown_grace_s: u64,
     /// Log lines as text (default) or one JSON object each.
     pub log_format: LogFormat,
+    /// Activation records older than this (by `start`) are pruned (0: kept whatever their age).
+    pub activations_max_age_s: u64,
+    /// Activation records kept per namespace, the newest (0: no limit).
+    pub activations_max_per_namespace: u64,
+    /// Time between two pruning passes over the activation records.
+    pub activations_prune_interval_ms: u64,
 }
 
 /// The log's line format.
@@ -132,6 +138,9 @@ impl Default for Config {
             limit_function_queue: 100,
             shutdown_grace_s: 30,
             log_format: LogFormat::Text,
+            activations_max_age_s: 7 * 24 * 3600,
+            activations_max_per_namespace: 10_000,
+            activations_prune_interval_ms: 60_000,
         }
     }
 }
@@ -170,6 +179,10 @@ impl Config {
             "max_instances_per_function must be >= 1"
         );
         anyhow::ensure!(
+            self.activations_prune_interval_ms >= 1,
+            "activations_prune_interval_ms must be >= 1"
+        );
+        anyhow::ensure!(
             !self.namespace.is_empty() && self.namespace != "_",
             "namespace must be a name"
         );
@@ -196,6 +209,15 @@ impl Config {
             concurrent: self.limit_concurrent,
             per_minute: self.limit_per_minute,
             function_queue: self.limit_function_queue,
+        }
+    }
+
+    /// What the activation-record writer prunes (see `actdb.rs`).
+    pub fn retention(&self) -> crate::actdb::Retention {
+        crate::actdb::Retention {
+            max_age_ms: self.activations_max_age_s.saturating_mul(1000),
+            max_per_namespace: self.activations_max_per_namespace,
+            interval_ms: self.activations_prune_interval_ms,
         }
     }
 
@@ -251,6 +273,10 @@ mod tests {
         assert_eq!(c.limits().concurrent, 100);
         assert_eq!(c.limits().per_minute, 600);
         assert_eq!(Config::parse("log_format = \"json\"\n").unwrap().log_format, LogFormat::Json);
+        let r = Config::parse("activations_max_age_s = 2\nactivations_max_per_namespace = 0\n").unwrap().retention();
+        assert_eq!((r.max_age_ms, r.max_per_namespace, r.interval_ms), (2000, 0, 60_000));
+        assert_eq!(c.retention().max_per_namespace, 10_000);
+        assert!(Config::parse("activations_prune_interval_ms = 0\n").is_err());
     }
 
     #[test]

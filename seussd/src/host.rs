@@ -368,7 +368,9 @@ impl Host {
         cfg.validate()?;
         raise_nofile_limit();
         let store = Store::open(&cfg.state_dir)?;
-        let saver = crate::saver::Saver::start(store.clone())?;
+        let db = Arc::new(crate::actdb::ActivationDb::open(&cfg.state_dir)?);
+        crate::actimport::import(&mut db.writer()?, &cfg.state_dir)?;
+        let saver = crate::saver::Saver::start(db, cfg.retention())?;
         let rt_dir = cfg.state_dir.join("runtime");
         std::fs::create_dir_all(&rt_dir)?;
         {
@@ -709,47 +711,31 @@ impl Host {
         if let Some(a) = self.inner.saver.get(id) {
             return Ok(a);
         }
-        let store = self.inner.store.clone();
-        let idc = id.to_string();
-        tokio::task::spawn_blocking(move || store.load_activation(&idc))
+        let (inner, idc) = (self.inner.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || inner.saver.load(&idc))
             .await
+            .map_err(HostError::internal)?
             .map_err(HostError::internal)?
             .ok_or_else(|| HostError::NotFound(format!("activation '{id}'")))
     }
 
-    /// Finished activation records matching `q`, newest first (by `start`), after `q.skip`, at most
-    /// `q.limit`. The records still in the writer's queue are included: they are taken before the store
-    /// is scanned, so a record moving to the disk meanwhile is found in one place or both (then once).
+    /// Finished activation records matching `q`, newest first (by `start`, then id), after `q.skip`, at
+    /// most `q.limit`: a page of the database plus the records still in the writer's queue (`saver.rs`).
     pub async fn list_activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, HostError> {
-        let mut all = self.matching_activations(q).await?;
-        all.sort_by(|a, b| {
-            b.start
-                .cmp(&a.start)
-                .then_with(|| b.activation_id.cmp(&a.activation_id))
-        });
-        Ok(all.into_iter().skip(q.skip).take(q.limit).collect())
+        let (inner, q) = (self.inner.clone(), q.clone());
+        tokio::task::spawn_blocking(move || inner.saver.page(&inner.cfg.namespace, &q))
+            .await
+            .map_err(HostError::internal)?
+            .map_err(HostError::internal)
     }
 
     /// How many finished records match `q` past `q.skip` (OpenWhisk counts after the skip too).
     pub async fn count_activations(&self, q: &ActivationQuery) -> Result<usize, HostError> {
-        Ok(self.matching_activations(q).await?.len().saturating_sub(q.skip))
-    }
-
-    async fn matching_activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, HostError> {
-        let ns = self.inner.cfg.namespace.clone();
-        let keep = {
-            let q = q.clone();
-            move |a: &Activation| a.namespace == ns && a.end != 0 && q.matches(a)
-        };
-        let mut found = self.inner.saver.pending_matching(&keep);
-        let store = self.inner.store.clone();
-        let stored = tokio::task::spawn_blocking(move || store.load_activations(keep))
+        let (inner, q) = (self.inner.clone(), q.clone());
+        tokio::task::spawn_blocking(move || inner.saver.count(&inner.cfg.namespace, &q))
             .await
-            .map_err(HostError::internal)?;
-        let seen: std::collections::HashSet<String> =
-            found.iter().map(|a| a.activation_id.clone()).collect();
-        found.extend(stored.into_iter().filter(|a| !seen.contains(&a.activation_id)));
-        Ok(found)
+            .map_err(HostError::internal)?
+            .map_err(HostError::internal)
     }
 
     pub async fn list_snapshots(&self) -> Vec<SnapshotInfo> {

@@ -1,10 +1,9 @@
-//! Persistence under `state_dir`: one JSON file per function (`functions/NAME.json`) and per activation
-//! (`activations/ID.json`), plus the snapshot index (`snapshots.json`). Every write goes to a temporary file
-//! in the same directory, is fsynced, then renamed over the target (and the directory fsynced), so a crash
-//! leaves either the old or the new file. Leftover temporary files (dot-names) are ignored when loading.
+//! Persistence under `state_dir`: one JSON file per function (`functions/NAME.json`) and the snapshot
+//! index (`snapshots.json`); activation records are in a database (`actdb.rs`). Every write goes to a
+//! temporary file in the same directory, is fsynced, then renamed over the target (and the directory
+//! fsynced), so a crash leaves either the old or the new file. Leftover temporary files (dot-names) are ignored when loading.
 
-use crate::model::{Activation, FunctionInfo};
-use crate::util::is_activation_id;
+use crate::model::FunctionInfo;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fs;
 use std::io::Write;
@@ -29,12 +28,6 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Writes `data` to `path` atomically (temp file + fsync + rename + directory fsync).
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    write_synced(path, data)?;
-    fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-}
-
-/// [`write_atomic`] without the directory fsync: the caller syncs the directory (once for several files).
-fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(
@@ -54,7 +47,8 @@ fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result
+    result?;
+    fs::File::open(dir)?.sync_all()
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
@@ -81,17 +75,12 @@ impl Store {
     /// Opens (creating) the state directory layout.
     pub fn open(root: &Path) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
-        for d in [
-            root.to_path_buf(),
-            root.join("functions"),
-            root.join("activations"),
-        ] {
+        for d in [root.to_path_buf(), root.join("functions")] {
             fs::create_dir_all(&d)?;
         }
         // The root must be traversable by the instance user (the launcher lives below it); the records not.
         fs::set_permissions(root, fs::Permissions::from_mode(0o711))?;
         fs::set_permissions(root.join("functions"), fs::Permissions::from_mode(0o700))?;
-        fs::set_permissions(root.join("activations"), fs::Permissions::from_mode(0o700))?;
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -103,10 +92,6 @@ impl Store {
 
     fn function_path(&self, name: &str) -> PathBuf {
         self.root.join("functions").join(format!("{name}.json"))
-    }
-
-    fn activation_path(&self, id: &str) -> PathBuf {
-        self.root.join("activations").join(format!("{id}.json"))
     }
 
     pub fn save_function(&self, f: &FunctionInfo) -> std::io::Result<()> {
@@ -143,50 +128,6 @@ impl Store {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
-    }
-
-    pub fn save_activation(&self, a: &Activation) -> std::io::Result<()> {
-        self.save_activations(std::slice::from_ref(a))
-    }
-
-    /// Saves several records, each as [`Store::save_activation`] would, with one directory fsync for all.
-    /// Returns the first error (the other records are still attempted).
-    pub fn save_activations(&self, acts: &[Activation]) -> std::io::Result<()> {
-        let mut first = Ok(());
-        for a in acts {
-            assert!(is_activation_id(&a.activation_id));
-            let r = encode(a).and_then(|d| write_synced(&self.activation_path(&a.activation_id), &d));
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        let dir = fs::File::open(self.root.join("activations")).and_then(|d| d.sync_all());
-        first.and(dir)
-    }
-
-    /// Every stored record `keep` accepts (a scan of the directory; temporary and unreadable files and
-    /// files not named for their record are skipped).
-    pub fn load_activations(&self, keep: impl Fn(&Activation) -> bool) -> Vec<Activation> {
-        let Ok(rd) = fs::read_dir(self.root.join("activations")) else {
-            return Vec::new();
-        };
-        rd.flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let id = name.strip_suffix(".json")?;
-                if !is_activation_id(id) {
-                    return None;
-                }
-                read_json::<Activation>(&e.path()).filter(|a| a.activation_id == id && keep(a))
-            })
-            .collect()
-    }
-
-    pub fn load_activation(&self, id: &str) -> Option<Activation> {
-        if !is_activation_id(id) {
-            return None;
-        }
-        read_json(&self.activation_path(id))
     }
 
     pub fn save_json<T: Serialize>(&self, file: &str, v: &T) -> std::io::Result<()> {
@@ -272,22 +213,6 @@ mod tests {
             })
             .count();
         assert_eq!(tmps, 0);
-    }
-
-    #[test]
-    fn activations_round_trip_and_reject_bad_ids() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let id = crate::util::activation_id();
-        let mut a = Activation::sample(&id);
-        a.subject = "u".into();
-        a.response.result = serde_json::json!({"ü": "✓"});
-        a.logs = vec!["l".into()];
-        a.annotations = vec![KeyValue::new("startPath", "cold")];
-        s.save_activation(&a).unwrap();
-        assert_eq!(s.load_activation(&id), Some(a));
-        assert_eq!(s.load_activation("../../etc/passwd"), None);
-        assert_eq!(s.load_activation(&crate::util::activation_id()), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | `capture-after` | CAPTURE returned a snapshot id, not yet recorded nor in the index: log, wait forever |
 //! | `deploy-sent` | the stub has its deploy command, its ready line not read yet: log, wait forever |
 //! | `deploy-during` | SIGKILL of seussd right after the stub was sent its deploy command (the stub deploys while seussd's death reaches it) |
+//! | `record-saved` | SIGKILL of seussd right after the activation-record writer committed a batch holding a record of `SUBJECT` (`saver.rs`) |
 //!
 //! "Wait forever" stops only the task at the point (the rest of seussd runs on); the test waits for the log
 //! line `test hook POINT reached` and kills seussd. The killing points log `test hook POINT: SIGKILL ...`
