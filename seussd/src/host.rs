@@ -54,7 +54,7 @@ pub(crate) struct Inner {
     pub refilling: AtomicBool,
     /// Forks the stubs (see `zygote.rs`); `None` when disabled or it could not start.
     pub zygote: Mutex<Option<crate::zygote::Zygote>>,
-    /// Writes finished activation records to the store, off the answer's path.
+    /// Writes finished activation records to the database, off the answer's path, and prunes it.
     pub saver: crate::saver::Saver,
     /// Prometheus metrics (atomics of their own, never under `st`).
     pub metrics: crate::metrics::Metrics,
