@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,15 +18,7 @@ const GATED: &str = "import os, time\ndef main(args):\n    while not os.path.exi
 const WAIT: Duration = Duration::from_secs(60);
 
 fn write_config(dir: &Path, cred: &str, per_minute: u32) -> std::path::PathBuf {
-    let p = dir.join("seussd.toml");
-    let text = format!(
-        "state_dir = {:?}\nlisten = \"127.0.0.1:0\"\nauth = [{cred:?}]\nuse_snapshots = \"off\"\nstub_pool = 0\n\
-         cgroup_root = {:?}\nlog_format = \"json\"\nlimit_per_minute = {per_minute}\nshutdown_grace_s = 120\n",
-        dir.join("state"),
-        dir.join("no-cgroup/seuss"),
-    );
-    std::fs::write(&p, text).unwrap();
-    p
+    common::daemon::write_config(dir, cred, &format!("limit_per_minute = {per_minute}\nshutdown_grace_s = 120\n"))
 }
 
 /// The daemon, its log lines (each parsed as JSON: a line that is not JSON fails the test) and the
@@ -41,14 +32,7 @@ struct Daemon {
 impl Daemon {
     /// Waits for a log line whose message contains `text`; returns it.
     fn log_line(&self, text: &str) -> Value {
-        let t0 = Instant::now();
-        loop {
-            let left = WAIT.checked_sub(t0.elapsed()).unwrap_or_else(|| panic!("no log line with '{text}'"));
-            let v = self.log.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with '{text}'"));
-            if v["message"].as_str().is_some_and(|m| m.contains(text)) {
-                return v;
-            }
-        }
+        common::daemon::log_line(&self.log, text, WAIT)
     }
 
     /// Waits for a notification datagram equal to `want` (e.g. "READY=1").
@@ -92,18 +76,7 @@ fn start(dir: &Path, config: &Path) -> Daemon {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let v: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
-            assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
-            if tx.send(v).is_err() {
-                return;
-            }
-        }
-    });
+    let log = common::daemon::json_log(&mut child);
     Daemon { child, log, notes }
 }
 
@@ -116,8 +89,7 @@ fn notify_reload_and_drain_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), CRED, 0);
     let mut d = start(dir.path(), &cfg);
-    let up = d.log_line("OpenWhisk API on http://");
-    let addr: std::net::SocketAddr = up["message"].as_str().unwrap().rsplit('/').next().unwrap().parse().unwrap();
+    let addr = common::daemon::api_addr(&d.log, WAIT);
     d.notified("READY=1");
     d.notified("WATCHDOG=1");
     d.notified("WATCHDOG=1");

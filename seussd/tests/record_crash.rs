@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -18,14 +17,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// seussd on `dir/state`, its JSON log lines and the API address it printed.
 fn daemon(dir: &Path, hook: Option<&str>) -> (Child, mpsc::Receiver<Value>, std::net::SocketAddr) {
-    let cfg = dir.join("seussd.toml");
-    let text = format!(
-        "state_dir = {:?}\nlisten = \"127.0.0.1:0\"\nauth = [{CRED:?}]\nuse_snapshots = \"off\"\nstub_pool = 0\n\
-         cgroup_root = {:?}\nlog_format = \"json\"\n",
-        dir.join("state"),
-        dir.join("no-cgroup/seuss"),
-    );
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = common::daemon::write_config(dir, CRED, "");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_seussd"));
     cmd.args(["--no-dbus", "--config"]).arg(&cfg).env("RUST_LOG", "info").env_remove("NOTIFY_SOCKET");
     match hook {
@@ -33,23 +25,8 @@ fn daemon(dir: &Path, hook: Option<&str>) -> (Child, mpsc::Receiver<Value>, std:
         None => cmd.env_remove("SEUSSD_TEST_HOOK"),
     };
     let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(serde_json::from_str::<Value>(&line).unwrap_or(json!({"message": line}))).is_err() {
-                return;
-            }
-        }
-    });
-    let t0 = Instant::now();
-    let addr = loop {
-        let left = WAIT.checked_sub(t0.elapsed()).expect("seussd did not start listening");
-        let v = log.recv_timeout(left).expect("seussd did not start listening");
-        if let Some(a) = v["message"].as_str().and_then(|m| m.strip_prefix("OpenWhisk API on http://")) {
-            break a.parse().unwrap();
-        }
-    };
+    let log = common::daemon::json_log(&mut child);
+    let addr = common::daemon::api_addr(&log, WAIT);
     (child, log, addr)
 }
 
