@@ -1,5 +1,6 @@
-//! Persistence under `state_dir`: one JSON file per function (`functions/NAME.json`) and the snapshot
-//! index (`snapshots.json`); activation records are in a database (`actdb.rs`). Every write goes to a
+//! Persistence under `state_dir`: one JSON file per function (`functions/NAME.json`; an action `pkg/name`
+//! of a package is `functions/pkg+name.json`, see [`function_file`]) and the snapshot index
+//! (`snapshots.json`); activation records are in a database (`actdb.rs`). Every write goes to a
 //! temporary file in the same directory, is fsynced, then renamed over the target (and the directory
 //! fsynced), so a crash leaves either the old or the new file. Leftover temporary files (dot-names) are ignored when loading.
 
@@ -24,6 +25,19 @@ pub fn valid_name(name: &str) -> bool {
     name.len() <= 256
         && chars.all(|c| c.is_ascii_alphanumeric() || "_@.-".contains(c))
         && !name.contains("..")
+}
+
+/// True for action names: `name`, or `pkg/name` for an action of package `pkg`, each part a [`valid_name`].
+pub fn valid_action_name(name: &str) -> bool {
+    match name.split_once('/') {
+        Some((pkg, action)) => valid_name(pkg) && valid_name(action),
+        None => valid_name(name),
+    }
+}
+
+/// The file name of action `name` (a [`valid_action_name`]): `/` becomes `+`, which no entity name holds.
+pub fn function_file(name: &str) -> String {
+    format!("{}.json", name.replace('/', "+"))
 }
 
 /// Writes `data` to `path` atomically (temp file + fsync + rename + directory fsync).
@@ -91,12 +105,12 @@ impl Store {
     }
 
     fn function_path(&self, name: &str) -> PathBuf {
-        self.root.join("functions").join(format!("{name}.json"))
+        self.root.join("functions").join(function_file(name))
     }
 
     pub fn save_function(&self, f: &FunctionInfo) -> std::io::Result<()> {
         assert!(
-            valid_name(&f.name),
+            valid_action_name(&f.name),
             "function names are validated before they reach the store"
         );
         write_json(&self.function_path(&f.name), f)
@@ -121,7 +135,7 @@ impl Store {
                 continue;
             }
             if let Some(f) = read_json::<FunctionInfo>(&e.path()) {
-                if valid_name(&f.name) && format!("{}.json", f.name) == name {
+                if valid_action_name(&f.name) && function_file(&f.name) == name {
                     out.push(f);
                 }
             }
