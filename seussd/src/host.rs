@@ -11,7 +11,7 @@ use crate::config::{Config, UseSnapshots};
 use crate::engine::SnapshotEngine;
 use crate::policy;
 use crate::proc::Proc;
-use crate::store::{valid_name, Store};
+use crate::store::{valid_action_name, Store};
 use crate::util::{activation_id, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -67,6 +67,8 @@ pub(crate) struct Inner {
     /// Set when a shutdown's grace period is over: activations still running stop and are recorded
     /// as interrupted (see `run_activation`).
     pub abort: tokio::sync::watch::Sender<bool>,
+    /// The namespace's packages (see `packages.rs`; locked before `st`, never under it).
+    pub packages: crate::packages::Packages,
 }
 
 pub(crate) struct FnEntry {
@@ -371,6 +373,7 @@ impl Host {
         let db = Arc::new(crate::actdb::ActivationDb::open(&cfg.state_dir)?);
         crate::actimport::import(&mut db.writer()?, &cfg.state_dir)?;
         let saver = crate::saver::Saver::start(db, cfg.retention())?;
+        let packages = crate::packages::Packages::open(&store)?;
         let rt_dir = cfg.state_dir.join("runtime");
         std::fs::create_dir_all(&rt_dir)?;
         {
@@ -447,6 +450,7 @@ impl Host {
             auth: std::sync::RwLock::new(Arc::new(cfg_auth)),
             draining: AtomicBool::new(false),
             abort: tokio::sync::watch::channel(false).0,
+            packages,
         });
         inner.adopt_snapshots();
         crate::budget::spawn_expiry(Arc::downgrade(&inner));
@@ -530,12 +534,14 @@ impl Host {
         overwrite: bool,
         make: impl FnOnce(Option<&FunctionInfo>) -> Result<FunctionDef, HostError>,
     ) -> Result<FunctionInfo, HostError> {
-        if !valid_name(name) {
+        if !valid_action_name(name) {
             return Err(HostError::InvalidArgs(format!(
                 "invalid function name '{name}'"
             )));
         }
         let (info, change) = {
+            // Held while the action changes: its package cannot be deleted meanwhile.
+            let _package = self.writable_action(name)?;
             let mut st = self.inner.lock();
             let current = st.functions.get(name).map(|e| &e.info);
             let old = current.map(FunctionInfo::revision);
@@ -597,6 +603,7 @@ impl Host {
     }
 
     pub async fn delete_function(&self, name: &str) -> Result<(), HostError> {
+        drop(self.writable_action(name)?);
         if !self.inner.lock().functions.contains_key(name) {
             return Err(HostError::NotFound(format!("function '{name}'")));
         }
@@ -622,7 +629,8 @@ impl Host {
             .collect()
     }
 
-    /// Runs function `name` with `args` (a JSON object; bound parameters are merged under it). Blocking:
+    /// Runs function `name` (`pkg/action` resolved through its package, see `packages.rs`) with `args` (a
+    /// JSON object; the package's and the action's bound parameters are merged under it). Blocking:
     /// the finished record, or (past [`BLOCKING_WAIT`]) a pending one with `end == 0`. Non-blocking: a
     /// pending record carrying the activation id.
     pub async fn invoke(
@@ -643,11 +651,12 @@ impl Host {
         opts: InvokeOpts,
         wait: Duration,
     ) -> Result<Activation, HostError> {
+        let resolved = self.resolve_action(name)?;
         let (f, sem) = {
             let st = self.inner.lock();
             let e = st
                 .functions
-                .get(name)
+                .get(&resolved.function)
                 .ok_or_else(|| HostError::NotFound(format!("function '{name}'")))?;
             (e.info.clone(), e.sem.clone())
         };
@@ -656,11 +665,8 @@ impl Host {
                 "the arguments must be a JSON object".into(),
             ));
         };
-        let mut merged: Map<String, Value> = f
-            .parameters
-            .iter()
-            .map(|p| (p.key.clone(), p.value.clone()))
-            .collect();
+        let mut merged: Map<String, Value> =
+            crate::packages::to_map(&crate::packages::merge(&resolved.package_parameters, &f.parameters));
         merged.extend(args);
         match opts.path {
             Some(_) if f.exec.is_sequence() => {

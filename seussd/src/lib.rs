@@ -23,6 +23,7 @@ pub mod limits;
 pub mod launcher;
 pub mod metrics;
 pub mod model;
+pub mod packages;
 pub mod policy;
 pub mod proc;
 pub mod reply;
