@@ -3,6 +3,9 @@
 //! `result=true`, non-blocking; the `x-openwhisk-activation-id` header on each answer), activations
 //! get/result/logs and list (`name`, `skip`, `limit`, `since`, `upto`, `docs`, `count`). Basic auth on every other route, compared in constant time; JSON errors `{"error": ..., "code": <status>}`; bodies over `max_body_bytes` get 413.
 //! Sequences (`exec.kind = "sequence"`) are created and invoked like any action (see `sequence.rs`).
+//! Packages: create/update/get/delete/list (`skip`, `limit`, `count`) under `.../packages`, their actions
+//! as `.../actions/{pkg}/{action}` (or `pkg%2Faction`), a package's actions listed by `.../actions/{pkg}/`
+//! (see `packages.rs`); the actions list shows an action of a package with namespace `NS/pkg`.
 //! A thin adapter: every route is one call of [`Host`].
 //!
 //! Extensions: `?seussPath=cold|runtime|warm|hot` on invoke forces a start path (409 if unavailable);
@@ -56,6 +59,8 @@ impl From<HostError> for ApiError {
         };
         let msg = match e {
             HostError::NotFound(m) => format!("The requested resource does not exist: {m}"),
+            // OpenWhisk's messages are sentences of their own.
+            HostError::Conflict(m) | HostError::InvalidArgs(m) => m,
             other => other.to_string(),
         };
         ApiError(code, msg)
@@ -75,6 +80,19 @@ pub fn router(host: Host) -> Router {
                 .put(put_action)
                 .delete(delete_action)
                 .post(invoke),
+        )
+        .route("/api/v1/namespaces/:ns/actions/:pkg/", get(list_package_actions))
+        .route(
+            "/api/v1/namespaces/:ns/actions/:pkg/:name",
+            get(get_action)
+                .put(put_action)
+                .delete(delete_action)
+                .post(invoke),
+        )
+        .route("/api/v1/namespaces/:ns/packages", get(list_packages))
+        .route(
+            "/api/v1/namespaces/:ns/packages/:name",
+            get(get_package).put(put_package).delete(delete_package),
         )
         .route("/api/v1/namespaces/:ns/activations", get(list_activations))
         .route(
@@ -242,60 +260,147 @@ async fn list_namespaces(State(host): State<Host>) -> Response {
     Json(json!([host.config().namespace])).into_response()
 }
 
-async fn list_actions(State(host): State<Host>, Path(ns): Path<String>) -> ApiResult {
-    check_ns(&host, &ns)?;
+/// The action path of a route: `{ns}/{name}` or `{ns}/{pkg}/{name}` (as `pkg/name`).
+pub struct ActionPath(String, String);
+
+#[axum::async_trait]
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ActionPath {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Response> {
+        let Path(p) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let (ns, name) = (p.get("ns").cloned().unwrap_or_default(), p.get("name").cloned().unwrap_or_default());
+        Ok(match p.get("pkg") {
+            Some(pkg) => ActionPath(ns, format!("{pkg}/{name}")),
+            None => ActionPath(ns, name),
+        })
+    }
+}
+
+/// `skip` and `limit` of a list (OpenWhisk's collections: `limit` 0 means the largest page, above it is
+/// refused).
+fn page(q: &Q) -> Result<(usize, usize), ApiError> {
+    let limit = match number(q, "limit")? {
+        None => ActivationQuery::DEFAULT_LIMIT,
+        Some(0) => ActivationQuery::MAX_LIMIT,
+        Some(n) if n <= ActivationQuery::MAX_LIMIT as u64 => n as usize,
+        Some(n) => {
+            return Err(bad(format!(
+                "The value '{n}' is not in the range of 0 to {} for 'limit'.",
+                ActivationQuery::MAX_LIMIT
+            )))
+        }
+    };
+    let skip = number(q, "skip")?.map_or(Ok(0), |n| {
+        usize::try_from(n).map_err(|_| bad(format!("'skip' {n} is too large.")))
+    })?;
+    Ok((skip, limit))
+}
+
+/// The page of `items` that `q` asks for, or `{collection: count}` with `count=true`.
+fn listed<T: serde::Serialize>(q: &Q, collection: &str, items: Vec<T>) -> ApiResult {
+    let (skip, limit) = page(q)?;
+    if strict_flag(q, "count")? {
+        return Ok(Json(json!({ collection: items.len() })).into_response());
+    }
+    let page: Vec<T> = items.into_iter().skip(skip).take(limit).collect();
+    Ok(Json(page).into_response())
+}
+
+/// Actions whose package is `pkg` (`None`: all), as the list shows them (without code).
+async fn actions_listed(host: &Host, pkg: Option<&str>, q: &Q) -> ApiResult {
     let list: Vec<Value> = host
         .list_functions()
         .await
         .into_iter()
+        .filter(|f| pkg.is_none() || crate::packages::package_of(&f.name).map(|p| p.0) == pkg)
         .map(|f| {
-            let mut v = serde_json::to_value(&f).unwrap_or_default();
+            let mut v = crate::packages::action_view(&f);
             if let Some(e) = v.get_mut("exec").and_then(Value::as_object_mut) {
                 e.remove("code");
             }
             v
         })
         .collect();
-    Ok(Json(list).into_response())
+    listed(q, "actions", list)
 }
 
-async fn get_action(
+async fn list_actions(State(host): State<Host>, Path(ns): Path<String>, q: Q) -> ApiResult {
+    check_ns(&host, &ns)?;
+    actions_listed(&host, None, &q).await
+}
+
+/// `GET .../actions/{pkg}/`: the actions of package `pkg` (a binding: of the package it binds).
+async fn list_package_actions(
     State(host): State<Host>,
-    Path((ns, name)): Path<(String, String)>,
+    Path((ns, pkg)): Path<(String, String)>,
+    q: Q,
 ) -> ApiResult {
     check_ns(&host, &ns)?;
-    Ok(Json(host.get_function(&name).await?).into_response())
+    let real = host.actions_package(&pkg)?;
+    actions_listed(&host, Some(&real), &q).await
+}
+
+async fn get_action(State(host): State<Host>, ActionPath(ns, name): ActionPath) -> ApiResult {
+    check_ns(&host, &ns)?;
+    Ok(Json(crate::packages::action_view(&host.get_action(&name).await?)).into_response())
+}
+
+/// `v` as the body type `T`, or 400 as OpenWhisk answers malformed content.
+fn parse_body<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("The request content was malformed: {e}"),
+        )
+    })
 }
 
 async fn put_action(
+    State(host): State<Host>,
+    ActionPath(ns, name): ActionPath,
+    q: Q,
+    body: Body,
+) -> ApiResult {
+    check_ns(&host, &ns)?;
+    let patch: FunctionPatch = parse_body(body_json(&host, body, false).await?)?;
+    let f = host.update_function(&name, patch, flag(&q, "overwrite")).await?;
+    Ok(Json(crate::packages::action_view(&f)).into_response())
+}
+
+async fn delete_action(State(host): State<Host>, ActionPath(ns, name): ActionPath) -> ApiResult {
+    check_ns(&host, &ns)?;
+    let f = host.get_action(&name).await?;
+    host.delete_function(&name).await?;
+    Ok(Json(crate::packages::action_view(&f)).into_response())
+}
+
+async fn list_packages(State(host): State<Host>, Path(ns): Path<String>, q: Q) -> ApiResult {
+    check_ns(&host, &ns)?;
+    listed(&q, "packages", host.list_packages().await)
+}
+
+async fn get_package(State(host): State<Host>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
+    check_ns(&host, &ns)?;
+    Ok(Json(host.get_package(&name).await?).into_response())
+}
+
+async fn put_package(
     State(host): State<Host>,
     Path((ns, name)): Path<(String, String)>,
     q: Q,
     body: Body,
 ) -> ApiResult {
     check_ns(&host, &ns)?;
-    let v = body_json(&host, body, false).await?;
-    let patch: FunctionPatch = serde_json::from_value(v).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("The request content was malformed: {e}"),
-        )
-    })?;
-    Ok(Json(
-        host.update_function(&name, patch, flag(&q, "overwrite"))
-            .await?,
-    )
-    .into_response())
+    let put: crate::packages::PackagePut = parse_body(body_json(&host, body, true).await?)?;
+    Ok(Json(host.put_package(&name, put, flag(&q, "overwrite")).await?).into_response())
 }
 
-async fn delete_action(
-    State(host): State<Host>,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult {
+async fn delete_package(State(host): State<Host>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
     check_ns(&host, &ns)?;
-    let f = host.get_function(&name).await?;
-    host.delete_function(&name).await?;
-    Ok(Json(f).into_response())
+    Ok(Json(host.delete_package(&name).await?).into_response())
 }
 
 /// OpenWhisk's header naming the activation on every invoke answer.
@@ -333,7 +438,7 @@ fn invoke_response(act: Activation, blocking: bool, result_only: bool) -> Respon
 
 async fn invoke(
     State(host): State<Host>,
-    Path((ns, name)): Path<(String, String)>,
+    ActionPath(ns, name): ActionPath,
     q: Q,
     body: Body,
 ) -> ApiResult {
@@ -382,23 +487,10 @@ fn number(q: &Q, key: &str) -> Result<Option<u64>, ApiError> {
 /// The list query of `GET .../activations`, checked as OpenWhisk does: `limit` 0 means the largest page,
 /// above it is refused; `skip` and the epochs are non-negative integers; `name` a function name.
 fn activation_query(q: &Q) -> Result<ActivationQuery, ApiError> {
-    let limit = match number(q, "limit")? {
-        None => ActivationQuery::DEFAULT_LIMIT,
-        Some(0) => ActivationQuery::MAX_LIMIT,
-        Some(n) if n <= ActivationQuery::MAX_LIMIT as u64 => n as usize,
-        Some(n) => {
-            return Err(bad(format!(
-                "The value '{n}' is not in the range of 0 to {} for 'limit'.",
-                ActivationQuery::MAX_LIMIT
-            )))
-        }
-    };
-    let skip = number(q, "skip")?.map_or(Ok(0), |n| {
-        usize::try_from(n).map_err(|_| bad(format!("'skip' {n} is too large.")))
-    })?;
+    let (skip, limit) = page(q)?;
     let name = match q.get("name").map(|n| n.trim()) {
         None | Some("") => None,
-        Some(n) if crate::store::valid_name(n) => Some(n.to_string()),
+        Some(n) if crate::store::valid_action_name(n) => Some(n.to_string()),
         Some(n) => return Err(bad(format!("The name filter '{n}' is not a valid name."))),
     };
     Ok(ActivationQuery {
