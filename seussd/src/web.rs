@@ -1,7 +1,8 @@
 //! Web actions: `/api/v1/web/{ns}/{pkg}/{action}.{ext}[/path]` runs an action annotated `web-export: true`
 //! for any HTTP method, without credentials unless its `require-whisk-auth` annotation asks for them
-//! (`true`: the API's Basic credentials; a string: that value in `X-Require-Whisk-Auth`). seuss has no
-//! packages yet, so `pkg` is `default`.
+//! (`true`: the API's Basic credentials; a string: that value in `X-Require-Whisk-Auth`). `pkg` is
+//! `default` for an action outside packages, else a package or binding (see `packages.rs`), whose
+//! parameters are merged under the action's.
 //!
 //! The action gets the query parameters and a JSON or form body as arguments, plus `__ow_method`
 //! (lower case), `__ow_headers` (names in lower case) and `__ow_path` (what follows the action's name);
@@ -88,13 +89,16 @@ pub async fn web_path(
 }
 
 async fn serve(host: Host, ns: String, pkg: String, action: String, rest: String, req: Request) -> Response {
-    if !(ns == "_" || ns == host.config().namespace) || pkg != "default" {
+    if !(ns == "_" || ns == host.config().namespace) {
         return not_found();
     }
     let Some((name, ext)) = Ext::split(&action) else {
         return error(StatusCode::NOT_ACCEPTABLE, "Content type is not supported (json, html, text, svg, http).");
     };
-    let Ok(f) = host.get_function(name).await else {
+    let name = if pkg == "default" { name.to_string() } else { format!("{pkg}/{name}") };
+    let name = name.as_str();
+    // The action as its package shows it: `final` then covers the package's parameters too.
+    let Ok(f) = host.get_action(name).await else {
         return not_found();
     };
     if !truthy(annotation(&f, "web-export")) {
