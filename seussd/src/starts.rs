@@ -106,7 +106,7 @@ impl Inner {
 
     pub(crate) fn make_cgroup(&self, f: &FunctionInfo, id: u64) -> Option<crate::cgroup::Cgroup> {
         let root = self.cgroups.as_ref()?;
-        match root.create(&format!("i{id}-{}", f.name.replace('/', "+")), f.limits.memory << 20) {
+        match root.create(&format!("i{id}-{}", crate::store::flat_name(&f.name)), f.limits.memory << 20) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!("instance cgroup for {}: {e}", f.name);

@@ -35,9 +35,15 @@ pub fn valid_action_name(name: &str) -> bool {
     }
 }
 
-/// The file name of action `name` (a [`valid_action_name`]): `/` becomes `+`, which no entity name holds.
+/// Action `name` (a [`valid_action_name`]) as one path component: `/` becomes `+`, which no entity name
+/// holds.
+pub fn flat_name(name: &str) -> String {
+    name.replace('/', "+")
+}
+
+/// The file name of action `name`.
 pub fn function_file(name: &str) -> String {
-    format!("{}.json", name.replace('/', "+"))
+    format!("{}.json", flat_name(name))
 }
 
 /// Writes `data` to `path` atomically (temp file + fsync + rename + directory fsync).
