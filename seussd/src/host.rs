@@ -68,7 +68,7 @@ pub(crate) struct Inner {
     /// as interrupted (see `run_activation`).
     pub abort: tokio::sync::watch::Sender<bool>,
     /// The namespace's packages (see `packages.rs`; locked before `st`, never under it).
-    pub packages: crate::packages::Packages,
+    pub packages: crate::packages::PackageStore,
 }
 
 pub(crate) struct FnEntry {
@@ -373,7 +373,7 @@ impl Host {
         let db = Arc::new(crate::actdb::ActivationDb::open(&cfg.state_dir)?);
         crate::actimport::import(&mut db.writer()?, &cfg.state_dir)?;
         let saver = crate::saver::Saver::start(db, cfg.retention())?;
-        let packages = crate::packages::Packages::open(&store)?;
+        let packages = crate::packages::PackageStore::open(&store)?;
         let rt_dir = cfg.state_dir.join("runtime");
         std::fs::create_dir_all(&rt_dir)?;
         {
@@ -541,7 +541,7 @@ impl Host {
         }
         let (info, change) = {
             // Held while the action changes: its package cannot be deleted meanwhile.
-            let _package = self.writable_action(name)?;
+            let packages = self.writable_action(name)?;
             let mut st = self.inner.lock();
             let current = st.functions.get(name).map(|e| &e.info);
             let old = current.map(FunctionInfo::revision);
@@ -553,7 +553,7 @@ impl Host {
             let mut def = make(current)?;
             self.inner.validate(&def)?;
             if def.exec.is_sequence() {
-                let c = crate::sequence::check_components(&st, &self.inner.cfg.namespace, name, &def.exec)?;
+                let c = crate::sequence::check_components(&st, &packages, &self.inner.cfg.namespace, name, &def.exec)?;
                 def.exec.components = Some(c);
             }
             let info = FunctionInfo {

@@ -133,12 +133,15 @@ pub struct Resolved {
     pub package_parameters: Vec<KeyValue>,
 }
 
+/// The namespace's packages by name.
+pub(crate) type Packages = BTreeMap<String, PackageInfo>;
+
 /// The packages of the namespace, loaded from and written through the store.
-pub(crate) struct Packages {
-    map: Mutex<BTreeMap<String, PackageInfo>>,
+pub(crate) struct PackageStore {
+    map: Mutex<Packages>,
 }
 
-impl Packages {
+impl PackageStore {
     /// Loads every stored package (temporary and unreadable files are skipped).
     pub fn open(store: &Store) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
@@ -160,7 +163,7 @@ impl Packages {
         Ok(Self { map: Mutex::new(map) })
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, BTreeMap<String, PackageInfo>> {
+    pub fn lock(&self) -> MutexGuard<'_, Packages> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -188,7 +191,7 @@ pub fn package_of(name: &str) -> Option<(&str, &str)> {
 }
 
 /// Resolves `name` (`action` or `pkg/action`) against `map`: see [`Resolved`].
-fn resolve(map: &BTreeMap<String, PackageInfo>, name: &str) -> Result<Resolved, HostError> {
+pub(crate) fn resolve(map: &Packages, name: &str) -> Result<Resolved, HostError> {
     let Some((pkg, action)) = package_of(name) else {
         return Ok(Resolved { function: name.to_string(), package_parameters: vec![] });
     };
@@ -217,7 +220,7 @@ pub fn action_view(f: &FunctionInfo) -> Value {
 }
 
 impl Host {
-    fn packages(&self) -> MutexGuard<'_, BTreeMap<String, PackageInfo>> {
+    fn packages(&self) -> MutexGuard<'_, Packages> {
         self.inner.packages.lock()
     }
 
@@ -375,7 +378,7 @@ impl Host {
     /// Checks that action `name` may be created, updated or deleted: its package exists and is not a
     /// binding. The package map stays locked by the returned guard (hold it while the action changes, so
     /// the package cannot be deleted meanwhile).
-    pub(crate) fn writable_action(&self, name: &str) -> Result<MutexGuard<'_, BTreeMap<String, PackageInfo>>, HostError> {
+    pub(crate) fn writable_action(&self, name: &str) -> Result<MutexGuard<'_, Packages>, HostError> {
         let map = self.packages();
         if let Some((pkg, _)) = package_of(name) {
             match map.get(pkg) {

@@ -5,13 +5,16 @@
 //! first that did not succeed, which ends the run) and the sum of their durations, as OpenWhisk does.
 //!
 //! Components are checked when the sequence is stored: at most [`MAX_COMPONENTS`], each an existing
-//! function of this namespace, and no sequence may reach itself through its components. A component
+//! function of this namespace (`pkg/action` of a package or binding resolved as `packages.rs` does, with
+//! the package's parameters under the component's), and no sequence may reach itself through its
+//! components. A component
 //! deleted or changed into a sequence later is caught when the sequence runs (an error record; nesting
 //! deeper than [`MAX_DEPTH`] is refused).
 
 use crate::error::HostError;
 use crate::host::{Inner, State};
 use crate::model::{status, Activation, ActivationResponse, Exec, FunctionInfo, KeyValue};
+use crate::packages::{merge, resolve, to_map, Packages};
 use crate::util::{activation_id, now_ms};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
@@ -25,7 +28,8 @@ pub const MAX_COMPONENTS: usize = 50;
 /// Sequences nested in sequences, counting the outermost.
 pub const MAX_DEPTH: u32 = 8;
 
-/// The function name a component names: `name`, `/_/name` or `/NS/name` with `NS` this namespace.
+/// The action a component names: `name`, `/_/name` or `/NS/name` with `NS` this namespace (`name` may
+/// be `pkg/action`).
 fn component_name<'a>(namespace: &str, c: &'a str) -> Result<&'a str, String> {
     let name = match c.strip_prefix('/') {
         None => c,
@@ -35,16 +39,18 @@ fn component_name<'a>(namespace: &str, c: &'a str) -> Result<&'a str, String> {
             None => return Err(format!("component '{c}' is not /namespace/name")),
         },
     };
-    if crate::store::valid_name(name) {
+    if crate::store::valid_action_name(name) {
         Ok(name)
     } else {
         Err(format!("component '{c}' is not a valid action name"))
     }
 }
 
-/// Checks the components of sequence `name` against the functions in `st`; returns them fully qualified.
+/// Checks the components of sequence `name` against the functions in `st` and the `packages`; returns
+/// them fully qualified.
 pub(crate) fn check_components(
     st: &State,
+    packages: &Packages,
     namespace: &str,
     name: &str,
     exec: &Exec,
@@ -69,16 +75,15 @@ pub(crate) fn check_components(
     let mut todo: Vec<&str> = names.clone();
     let mut seen = BTreeSet::new();
     while let Some(n) = todo.pop() {
-        if n == name {
+        let missing = || bad(format!("Sequence component does not exist: '{n}'."));
+        let f = resolve(packages, n).map_err(|_| missing())?.function;
+        if f == name {
             return Err(bad("Sequence may not refer to itself.".into()));
         }
-        if !seen.insert(n) {
+        if !seen.insert(f.clone()) {
             continue;
         }
-        let e = st
-            .functions
-            .get(n)
-            .ok_or_else(|| bad(format!("Sequence component does not exist: '{n}'.")))?;
+        let e = st.functions.get(&f).ok_or_else(missing)?;
         if let Some(inner) = e.info.exec.components.as_deref().filter(|_| e.info.exec.is_sequence()) {
             todo.extend(inner.iter().filter_map(|c| component_name(namespace, c).ok()));
         }
@@ -164,19 +169,17 @@ impl Inner {
     /// Runs component `c` (a qualified name) on `input`: its record, or why it could not run.
     async fn run_component(self: &Arc<Self>, c: &str, input: Value, depth: u32) -> Result<Activation, String> {
         let name = component_name(&self.cfg.namespace, c)?;
+        let missing = || format!("Sequence component does not exist: '{c}'.");
+        let r = resolve(&self.packages.lock(), name).map_err(|_| missing())?;
         let (info, sem) = {
             let st = self.lock();
-            let e = st
-                .functions
-                .get(name)
-                .ok_or_else(|| format!("Sequence component does not exist: '{c}'."))?;
+            let e = st.functions.get(&r.function).ok_or_else(missing)?;
             (e.info.clone(), e.sem.clone())
         };
         let Value::Object(input) = input else {
             return Err(format!("the input of component '{c}' is not a JSON object"));
         };
-        let mut merged: Map<String, Value> =
-            info.parameters.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
+        let mut merged: Map<String, Value> = to_map(&merge(&r.package_parameters, &info.parameters));
         merged.extend(input);
         let id = activation_id();
         if info.exec.is_sequence() {
@@ -202,7 +205,9 @@ mod tests {
         assert_eq!(component_name("guest", "/guest/f"), Ok("f"));
         assert!(component_name("guest", "/other/f").is_err());
         assert!(component_name("guest", "/guest").is_err());
-        assert!(component_name("guest", "/guest/pkg/f").is_err());
+        assert_eq!(component_name("guest", "/guest/pkg/f"), Ok("pkg/f"));
+        assert_eq!(component_name("guest", "/_/pkg/f"), Ok("pkg/f"));
+        assert!(component_name("guest", "/guest/pkg/f/g").is_err());
         assert!(component_name("guest", "../f").is_err());
     }
 }
