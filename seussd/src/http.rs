@@ -299,11 +299,12 @@ fn page(q: &Q) -> Result<(usize, usize), ApiError> {
     Ok((skip, limit))
 }
 
-/// The page of `items` that `q` asks for, or `{collection: count}` with `count=true`.
+/// The page of `items` that `q` asks for, or `{collection: N}` with `count=true` (N counted after
+/// `skip`, as OpenWhisk counts).
 fn listed<T: serde::Serialize>(q: &Q, collection: &str, items: Vec<T>) -> ApiResult {
     let (skip, limit) = page(q)?;
     if strict_flag(q, "count")? {
-        return Ok(Json(json!({ collection: items.len() })).into_response());
+        return Ok(Json(json!({ collection: items.len().saturating_sub(skip) })).into_response());
     }
     let page: Vec<T> = items.into_iter().skip(skip).take(limit).collect();
     Ok(Json(page).into_response())

@@ -1,8 +1,9 @@
 //! Packages over real HTTP with real Python instances: package create/update/get/delete/list with
 //! OpenWhisk's records and errors; actions `pkg/action` created, got, listed, invoked and deleted
 //! through `/actions/pkg/action`; parameters merged package < binding < action < invocation; bindings
-//! (resolution, refused writes, bad targets); a web action in a package and through a binding; packages,
-//! bindings and their actions after a restart on the same state directory.
+//! (resolution, refused writes, bad targets); sequences of packaged actions; a web action in a package
+//! and through a binding; packages, bindings and their actions after a restart on the same state
+//! directory.
 
 mod common;
 
@@ -115,6 +116,7 @@ async fn package_records_updates_lists_and_errors() {
     let page = call(addr, "GET", &format!("{P}?skip=1&limit=2"), json!(null)).await.json();
     assert_eq!(names(&page), ["p2", "p3"]);
     assert_eq!(call(addr, "GET", &format!("{P}?count=true"), json!(null)).await.json(), json!({"packages": 5}));
+    assert_eq!(call(addr, "GET", &format!("{P}?count=true&skip=4"), json!(null)).await.json(), json!({"packages": 1}));
     assert_eq!(refused(addr, "GET", &format!("{P}?limit=201"), json!(null)).await.0, 400);
     assert_eq!(refused(addr, "GET", &format!("{P}?skip=-1"), json!(null)).await.0, 400);
 
@@ -361,4 +363,22 @@ async fn packages_bindings_and_their_actions_survive_a_restart() {
     assert_eq!(invoke(addr, "alias/echo", json!({"c": 1})).await, json!({"a": "pkg", "b": "bind", "c": 1}));
     assert_eq!(invoke(addr, "keep/echo", json!({})).await, json!({"a": "pkg", "b": "pkg"}));
     assert_eq!(refused(addr, "DELETE", &format!("{P}/keep"), json!(null)).await.0, 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_of_packaged_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve(host(dir.path()).await).await;
+    put(addr, &format!("{P}/sq"), json!({"parameters": kvs(json!({"k": "pkg"}))})).await;
+    put(addr, &format!("{P}/sqb"), json!({"binding": {"name": "sq"}, "parameters": kvs(json!({"k": "bind"}))})).await;
+    action(addr, "sq/inc", "def main(a):\n    return {'k': a['k'], 'n': a.get('n', 0) + 1}\n", json!({})).await;
+
+    let seq = |components: Value| json!({"exec": {"kind": "sequence", "components": components}});
+    let s = put(addr, &format!("{A}/twice"), seq(json!(["sq/inc", "/_/sq/inc"]))).await;
+    assert_eq!(s["exec"]["components"], json!(["/guest/sq/inc", "/guest/sq/inc"]));
+    assert_eq!(invoke(addr, "twice", json!({})).await, json!({"k": "pkg", "n": 2}));
+    put(addr, &format!("{A}/bound"), seq(json!(["/guest/sqb/inc"]))).await;
+    assert_eq!(invoke(addr, "bound", json!({"n": 5})).await, json!({"k": "bind", "n": 6}));
+    assert_eq!(refused(addr, "PUT", &format!("{A}/bad"), seq(json!(["nopkg/inc"]))).await.0, 400);
+    assert_eq!(refused(addr, "PUT", &format!("{A}/bad"), seq(json!(["sq/nope"]))).await.0, 400);
 }
