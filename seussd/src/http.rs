@@ -399,9 +399,9 @@ async fn put_package(
     Ok(Json(host.put_package(&name, put, flag(&q, "overwrite")).await?).into_response())
 }
 
-async fn delete_package(State(host): State<Host>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
+async fn delete_package(State(host): State<Host>, Path((ns, name)): Path<(String, String)>, q: Q) -> ApiResult {
     check_ns(&host, &ns)?;
-    Ok(Json(host.delete_package(&name).await?).into_response())
+    Ok(Json(host.delete_package(&name, flag(&q, "force")).await?).into_response())
 }
 
 /// OpenWhisk's header naming the activation on every invoke answer.

@@ -13,8 +13,9 @@
 //! - A binding (`binding: {namespace, name}`, `_` for this namespace) must name an existing package
 //!   that is not itself a binding (400 `Binding references a package that does not exist.` /
 //!   `Cannot bind to another package binding.`).
-//! - Deleting a package that still has actions is 409 `Package not empty (contains N entities)`; a
-//!   binding can always be deleted.
+//! - Deleting a package that still has actions is 409 `Package not empty (contains N entities). Set
+//!   force param or delete package contents.`; `force=true` deletes its actions first; a binding can
+//!   always be deleted.
 //! - `pkg/action` in a missing package is 404; creating, updating or deleting an action through a
 //!   binding is 400 `Operation not permitted on package binding.`; getting or invoking one resolves the
 //!   binding to the bound package's action.
@@ -325,16 +326,29 @@ impl Host {
         Ok(PackageView { info, actions, feeds: vec![] })
     }
 
-    /// Deletes package `name` (a package only once it has no actions; a binding always) and returns
-    /// its record.
-    pub async fn delete_package(&self, name: &str) -> Result<PackageInfo, HostError> {
+    /// Deletes package `name` (a package only once it has no actions, or with `force` after deleting
+    /// them; a binding always) and returns its record.
+    pub async fn delete_package(&self, name: &str, force: bool) -> Result<PackageInfo, HostError> {
+        if force && self.packages().get(name).is_some_and(|p| p.binding.is_none()) {
+            let prefix = format!("{name}/");
+            let actions: Vec<String> =
+                self.inner.lock().functions.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+            for a in actions {
+                match self.delete_function(&a).await {
+                    Ok(()) | Err(HostError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let mut map = self.packages();
         let p = map.get(name).ok_or_else(|| HostError::NotFound(format!("package '{name}'")))?;
         if p.binding.is_none() {
             let n = self.actions_in(name);
             if n > 0 {
                 let what = if n == 1 { "entity" } else { "entities" };
-                return Err(HostError::Conflict(format!("Package not empty (contains {n} {what})")));
+                return Err(HostError::Conflict(format!(
+                    "Package not empty (contains {n} {what}). Set force param or delete package contents."
+                )));
             }
         }
         let path = self.inner.store.root().join(DIR).join(format!("{name}.json"));

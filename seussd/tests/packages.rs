@@ -196,15 +196,25 @@ async fn actions_live_in_packages() {
     // A package with actions cannot be deleted.
     assert_eq!(
         refused(addr, "DELETE", &format!("{P}/pk"), json!(null)).await,
-        (409, "Package not empty (contains 2 entities)".into())
+        (409, "Package not empty (contains 2 entities). Set force param or delete package contents.".into())
     );
     let d = call(addr, "DELETE", &format!("{A}/pk/g"), json!(null)).await;
     assert_eq!(d.status, 200);
     assert_eq!(d.json()["name"], "g");
     assert_eq!(
         refused(addr, "DELETE", &format!("{P}/pk"), json!(null)).await,
-        (409, "Package not empty (contains 1 entity)".into())
+        (409, "Package not empty (contains 1 entity). Set force param or delete package contents.".into())
     );
+    // force=true deletes a package's actions with it (not another package's).
+    put(addr, &format!("{P}/fp"), json!({})).await;
+    for a in ["x", "y"] {
+        put(addr, &format!("{A}/fp/{a}"), json!({"exec": {"kind": "python:3", "code": ECHO}})).await;
+    }
+    let d = call(addr, "DELETE", &format!("{P}/fp?force=true"), json!(null)).await;
+    assert_eq!(d.status, 200, "{}", text(&d));
+    assert_eq!(refused(addr, "GET", &format!("{A}/fp/x"), json!(null)).await.0, 404);
+    assert_eq!(refused(addr, "GET", &format!("{P}/fp"), json!(null)).await.0, 404);
+    assert_eq!(call(addr, "GET", &format!("{A}/pk/f"), json!(null)).await.status, 200);
     assert_eq!(call(addr, "DELETE", &format!("{A}/pk%2Ff"), json!(null)).await.status, 200);
     assert_eq!(refused(addr, "DELETE", &format!("{A}/pk/f"), json!(null)).await.0, 404);
     assert_eq!(call(addr, "DELETE", &format!("{P}/pk"), json!(null)).await.status, 200);
@@ -346,7 +356,7 @@ async fn packages_bindings_and_their_actions_survive_a_restart() {
             serde_json::from_value(json!({"binding": {"name": "keep"}, "parameters": kvs(json!({"b": "bind"}))})).unwrap();
         h.put_package("alias", bind, false).await.unwrap();
         h.put_package("gone", PackagePut::default(), false).await.unwrap();
-        h.delete_package("gone").await.unwrap();
+        h.delete_package("gone", false).await.unwrap();
         h.put_function("keep/echo", def(ECHO), false).await.unwrap();
         h.shutdown().await;
     }
