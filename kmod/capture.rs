@@ -47,33 +47,31 @@ pub(crate) fn capture_current(others: Others) -> Result<u64> {
         reg.pages_held.fetch_sub(private, Ordering::Relaxed);
         return Err(ENOSPC);
     }
-    // From here `private` is accounted; Snapshot::drop gives it back, error paths below do it by hand.
-    let build = || -> Result<Arc<Snapshot>> {
+    // From here `private` is accounted: by hand until the Snapshot value exists, then by its Drop (also
+    // when Arc::new fails, which drops the value: giving it back here too would count it twice).
+    let build = || -> Result<Snapshot> {
         let threads = order_threads(me.is_group_leader(), Arc::new(cpu::save_current()?, GFP_KERNEL)?, others)?;
         let snap_mm = mm::MmRef::dup_current_for_snapshot()?;
         let pt_bytes = snap_mm.pgtable_bytes();
         let depth = parent.as_ref().map(|p| p.depth + 1).unwrap_or(0);
-        Ok(Arc::new(
-            Snapshot {
-                id: reg.alloc_id(),
-                parent: parent.clone(),
-                depth,
-                mm: snap_mm,
-                threads,
-                uid: me.kuid(),
-                pages_mapped: counts.mapped,
-                pages_private: private,
-                pages_unchanged: unchanged,
-                pt_bytes,
-                capture_ns: task::now_ns() - t0,
-                children: AtomicU64::new(0),
-                deployed: AtomicU64::new(0),
-                touch_set: crate::sys::vec::OnceVec::new(),
-            },
-            GFP_KERNEL,
-        )?)
+        Ok(Snapshot {
+            id: reg.alloc_id(),
+            parent: parent.clone(),
+            depth,
+            mm: snap_mm,
+            threads,
+            uid: me.kuid(),
+            pages_mapped: counts.mapped,
+            pages_private: private,
+            pages_unchanged: unchanged,
+            pt_bytes,
+            capture_ns: task::now_ns() - t0,
+            children: AtomicU64::new(0),
+            deployed: AtomicU64::new(0),
+            touch_set: crate::sys::vec::OnceVec::new(),
+        })
     };
-    let snap = match build() {
+    let value = match build() {
         Ok(s) => s,
         Err(e) => {
             reg.pages_held.fetch_sub(private, Ordering::Relaxed);
@@ -81,6 +79,7 @@ pub(crate) fn capture_current(others: Others) -> Result<u64> {
             return Err(if task::current_fatal_signal_pending() { ESRCH } else { e });
         }
     };
+    let snap = Arc::new(value, GFP_KERNEL)?;
     let id = snap.id;
     // On failure `snap` is dropped here, outside the registry's lock.
     reg.insert(&snap)?;
