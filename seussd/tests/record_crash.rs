@@ -11,7 +11,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -46,14 +46,17 @@ fn a_record_written_before_a_sigkill_is_there_after_the_restart() {
         r.json()["activationId"].as_str().unwrap().to_string()
     });
     // The writer commits the record, then the hook kills seussd: wait for that death.
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t0.elapsed() < WAIT, "the record-saved hook did not kill seussd");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    // A pidfd becomes readable when the process ends: wait on that, bounded by WAIT.
+    // SAFETY: pidfd_open on our own child, which is not reaped before the wait below.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) } as libc::c_int;
+    assert!(pidfd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    let mut pfd = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, WAIT.as_millis() as libc::c_int) };
+    // SAFETY: closing the pidfd opened above.
+    unsafe { libc::close(pidfd) };
+    assert_eq!(ready, 1, "the record-saved hook did not kill seussd within {WAIT:?}");
+    let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
 
     let (mut child, _log, addr) = daemon(dir.path(), None);
